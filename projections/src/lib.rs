@@ -1,0 +1,13 @@
+//! Read models derived from Arctyk's event log, and the checkpointed subscription
+//! mechanism that projections and delivery processors share.
+
+pub mod rebuild;
+pub mod subscription;
+pub mod ticket_projection;
+pub mod ticket_reads;
+
+pub use subscription::{
+    LogPosition, Processor, ProcessorError, Progress, StoredEvent, Subscription,
+};
+pub use ticket_projection::TicketProjection;
+pub use ticket_reads::{Assigned, HistoryEntry, TicketFilter, TicketReads};

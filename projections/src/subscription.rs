@@ -1,0 +1,375 @@
+//! The one subscription mechanism: ordered, checkpointed tailing of the event log.
+//!
+//! A [`Subscription`] reads the log in global order from its durable checkpoint, in
+//! batches, and hands each batch to a [`Processor`] inside one transaction that also
+//! moves the checkpoint. A crash anywhere before the commit leaves both the processor's
+//! work and the checkpoint as they were, so an event is neither skipped nor applied
+//! twice. Projections, deliveries and notifications all run on it.
+//!
+//! Global order is `(transaction_id, position)`, read only below the oldest running
+//! transaction (`pg_snapshot_xmin`): `position` alone is handed out before commit, so a
+//! reader that used it would skip an event whose slow transaction commits after a later
+//! position was read.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgRow};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::{watch, Notify};
+
+/// The channel the event log's insert trigger notifies.
+pub const EVENTS_CHANNEL: &str = "arctyk_events";
+
+/// A place in the log's global order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPosition {
+    pub transaction_id: i64,
+    pub position: i64,
+}
+
+/// One event as the log stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub transaction_id: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn log_position(&self) -> LogPosition {
+        LogPosition {
+            transaction_id: self.transaction_id,
+            position: self.position,
+        }
+    }
+
+    /// A metadata entry (actor, request id, client address …) if present.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            position: row.try_get("position")?,
+            transaction_id: row.try_get("transaction_id")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+/// Why a batch could not be processed. The batch's transaction is rolled back and the
+/// batch is tried again later.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event at position {position} cannot be read: {message}")]
+    Malformed { position: i64, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a subscriber does with the events of the log.
+pub trait Processor: Send + Sync + 'static {
+    /// The name of the durable checkpoint; unique per processor.
+    fn name(&self) -> &'static str;
+
+    /// Handle one batch, in log order, inside the transaction that will also move the
+    /// checkpoint past it.
+    fn process(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send;
+}
+
+const SELECT_AFTER: &str = "
+SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
+       aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
+  FROM events
+ WHERE (transaction_id, position) > ($1::text::xid8, $2)
+   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY transaction_id, position
+ LIMIT $3";
+
+/// Reads up to `limit` events after `after`, in global order, that no running
+/// transaction can still precede.
+pub async fn read_after(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = sqlx::query(SELECT_AFTER)
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Durable checkpoints, one row per subscriber.
+pub mod checkpoints {
+    use super::LogPosition;
+    use sqlx::{PgConnection, Row};
+
+    pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO subscription_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Serialises the subscriber across processes for the rest of the transaction.
+    pub async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('arctyk.subscription.' || $1, 0))",
+        )
+        .bind(name)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn load(conn: &mut PgConnection, name: &str) -> Result<LogPosition, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text::bigint AS transaction_id, position
+               FROM subscription_checkpoints WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+        match row {
+            Some(row) => Ok(LogPosition {
+                transaction_id: row.try_get("transaction_id")?,
+                position: row.try_get("position")?,
+            }),
+            None => Ok(LogPosition::default()),
+        }
+    }
+
+    pub async fn store(
+        conn: &mut PgConnection,
+        name: &str,
+        at: LogPosition,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO subscription_checkpoints (name, transaction_id, position, updated_at)
+             VALUES ($1, $2::text::xid8, $3, now())
+             ON CONFLICT (name) DO UPDATE
+                SET transaction_id = excluded.transaction_id,
+                    position = excluded.position,
+                    updated_at = now()",
+        )
+        .bind(name)
+        .bind(at.transaction_id.to_string())
+        .bind(at.position)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Tells waiters how far a subscriber has come, so that a write can wait until its
+/// events are visible in the read models.
+#[derive(Clone)]
+pub struct Progress {
+    rx: watch::Receiver<LogPosition>,
+}
+
+impl Progress {
+    pub fn current(&self) -> LogPosition {
+        *self.rx.borrow()
+    }
+
+    /// Waits until the subscriber has processed `target`; false when `timeout` passed
+    /// first.
+    pub async fn wait_for(&self, target: LogPosition, timeout: Duration) -> bool {
+        let mut rx = self.rx.clone();
+        let reached = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|at| *at >= target)).await,
+            Ok(Ok(_))
+        );
+        reached
+    }
+}
+
+/// Runs one processor over the log.
+pub struct Subscription<P: Processor> {
+    pool: PgPool,
+    processor: P,
+    batch_size: i64,
+    poll_interval: Duration,
+    wake: Arc<Notify>,
+    progress: watch::Sender<LogPosition>,
+}
+
+impl<P: Processor> Subscription<P> {
+    pub fn new(pool: PgPool, processor: P) -> Self {
+        let (progress, _) = watch::channel(LogPosition::default());
+        Self {
+            pool,
+            processor,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            wake: Arc::new(Notify::new()),
+            progress,
+        }
+    }
+
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// A handle that wakes the subscription (from a notification or a local write).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            rx: self.progress.subscribe(),
+        }
+    }
+
+    pub fn processor(&self) -> &P {
+        &self.processor
+    }
+
+    /// Processes one batch in one transaction; returns how many events it handled.
+    pub async fn run_batch(&self) -> Result<usize, ProcessorError> {
+        let mut tx = self.pool.begin().await?;
+        let (at, count) = process_batch(&mut tx, &self.processor, self.batch_size).await?;
+        tx.commit().await?;
+        self.progress.send_if_modified(|current| {
+            let moved = at > *current;
+            if moved {
+                *current = at;
+            }
+            moved
+        });
+        Ok(count)
+    }
+
+    /// Processes batches until the log is drained (up to the oldest running transaction).
+    pub async fn catch_up(&self) -> Result<usize, ProcessorError> {
+        let mut total = 0;
+        loop {
+            let count = self.run_batch().await?;
+            total += count;
+            if count < self.batch_size as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs until `shutdown` fires: a batch whenever woken, or every poll interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.processor.name();
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let idle = match self.run_batch().await {
+                Ok(count) => {
+                    failures = 0;
+                    count < self.batch_size as usize
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::error!(subscription = name, %error, failures, "batch failed; will retry");
+                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// One batch inside a caller's transaction: lock the subscriber, read after its
+/// checkpoint, process, move the checkpoint. Returns the checkpoint and the count.
+pub async fn process_batch<P: Processor>(
+    conn: &mut PgConnection,
+    processor: &P,
+    batch_size: i64,
+) -> Result<(LogPosition, usize), ProcessorError> {
+    let name = processor.name();
+    checkpoints::lock(conn, name).await?;
+    let from = checkpoints::load(conn, name).await?;
+    let events = read_after(conn, from, batch_size).await?;
+    let Some(last) = events.last().map(StoredEvent::log_position) else {
+        return Ok((from, 0));
+    };
+    processor.process(conn, &events).await?;
+    checkpoints::store(conn, name, last).await?;
+    Ok((last, events.len()))
+}
+
+/// Wakes subscriptions when the log's insert trigger notifies, reconnecting on failure.
+/// Subscriptions also poll, so a lost notification delays them, never stalls them.
+pub async fn listen_for_events(
+    pool: PgPool,
+    wakers: Vec<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let connected = forward_notifications(&pool, &wakers);
+        tokio::select! {
+            result = connected => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "event notifications interrupted; reconnecting");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn forward_notifications(pool: &PgPool, wakers: &[Arc<Notify>]) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(EVENTS_CHANNEL).await?;
+    // Whatever was written while we were not listening is picked up now.
+    wakers.iter().for_each(|waker| waker.notify_one());
+    loop {
+        listener.recv().await?;
+        wakers.iter().for_each(|waker| waker.notify_one());
+    }
+}

@@ -1,0 +1,263 @@
+//! Queries over the ticket read models, for the REST API.
+
+use arctyk_domain::{Comment, Priority, Status, Ticket, Visibility};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+/// Whom a ticket list is restricted to by assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigned {
+    Nobody,
+    Anybody,
+    To(String),
+}
+
+/// Filters and page of `GET /api/tickets/`.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    /// Matches title or description (case-insensitive substring) or the ticket number.
+    pub q: Option<String>,
+    pub statuses: Vec<Status>,
+    pub priorities: Vec<Priority>,
+    pub assigned: Option<Assigned>,
+    pub project_id: Option<i64>,
+    /// Only tickets reported by this email (end users see their own only).
+    pub reporter: Option<String>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// One entry of a ticket's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub sequence: i64,
+    pub event: String,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: String,
+    pub changes: Value,
+}
+
+#[derive(Clone)]
+pub struct TicketReads {
+    pool: PgPool,
+}
+
+fn decode_state(state: Value) -> Result<Ticket, sqlx::Error> {
+    serde_json::from_value(state).map_err(|error| sqlx::Error::Decode(Box::new(error)))
+}
+
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A search term that names a ticket number: `123`, `#123` or `TKT-000123`.
+pub fn number_in(q: &str) -> Option<i64> {
+    let q = q.trim();
+    let digits = q
+        .strip_prefix('#')
+        .or_else(|| {
+            q.get(..4)
+                .filter(|p| p.eq_ignore_ascii_case("tkt-"))
+                .map(|_| &q[4..])
+        })
+        .unwrap_or(q);
+    digits.parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+impl TicketReads {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn get(&self, number: i64) -> Result<Option<Ticket>, sqlx::Error> {
+        let state: Option<Value> =
+            sqlx::query_scalar("SELECT state FROM ticket_views WHERE number = $1")
+                .bind(number)
+                .fetch_optional(&self.pool)
+                .await?;
+        state.map(decode_state).transpose()
+    }
+
+    /// The page of tickets the filter selects, newest first, and how many match in all.
+    pub async fn list(&self, filter: &TicketFilter) -> Result<(i64, Vec<Ticket>), sqlx::Error> {
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT state, count(*) OVER () AS total FROM ticket_views WHERE true",
+        );
+        push_filters(&mut query, filter);
+        query.push(" ORDER BY number DESC LIMIT ");
+        query.push_bind(filter.limit);
+        query.push(" OFFSET ");
+        query.push_bind(filter.offset);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            // Past the last page the window has no row to count with.
+            None if filter.offset > 0 => {
+                let mut count: QueryBuilder<Postgres> =
+                    QueryBuilder::new("SELECT count(*) FROM ticket_views WHERE true");
+                push_filters(&mut count, filter);
+                count.build_query_scalar().fetch_one(&self.pool).await?
+            }
+            None => 0,
+        };
+        let tickets = rows
+            .into_iter()
+            .map(|row| decode_state(row.try_get("state")?))
+            .collect::<Result<_, _>>()?;
+        Ok((total, tickets))
+    }
+
+    pub async fn comments(
+        &self,
+        number: i64,
+        include_internal: bool,
+    ) -> Result<Vec<Comment>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, author, body, visibility, created_at, edited_at
+               FROM ticket_comments
+              WHERE ticket_number = $1 AND ($2 OR visibility = 'public')
+              ORDER BY seq",
+        )
+        .bind(number)
+        .bind(include_internal)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(comment_from_row).collect()
+    }
+
+    pub async fn comment(&self, number: i64, id: Uuid) -> Result<Option<Comment>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT id, author, body, visibility, created_at, edited_at
+               FROM ticket_comments WHERE ticket_number = $1 AND id = $2",
+        )
+        .bind(number)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(comment_from_row).transpose()
+    }
+
+    pub async fn history(
+        &self,
+        number: i64,
+        include_internal: bool,
+    ) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT sequence, event, recorded_at, actor, changes
+               FROM ticket_history
+              WHERE ticket_number = $1 AND ($2 OR NOT internal)
+              ORDER BY sequence",
+        )
+        .bind(number)
+        .bind(include_internal)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    sequence: row.try_get("sequence")?,
+                    event: row.try_get("event")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                    actor: row.try_get("actor")?,
+                    changes: row.try_get("changes")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends the filter's conditions to a query over `ticket_views … WHERE true`.
+fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
+    if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let pattern = escape_like(q);
+        query.push(" AND (title ILIKE ");
+        query.push_bind(pattern.clone());
+        query.push(" OR description ILIKE ");
+        query.push_bind(pattern);
+        if let Some(number) = number_in(q) {
+            query.push(" OR number = ");
+            query.push_bind(number);
+        }
+        query.push(")");
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query.push(" AND status = ANY(");
+        query.push_bind(statuses);
+        query.push(")");
+    }
+    if !filter.priorities.is_empty() {
+        let priorities: Vec<&str> = filter.priorities.iter().map(|p| p.as_str()).collect();
+        query.push(" AND priority = ANY(");
+        query.push_bind(priorities);
+        query.push(")");
+    }
+    match &filter.assigned {
+        None => {}
+        Some(Assigned::Nobody) => {
+            query.push(" AND assignee IS NULL");
+        }
+        Some(Assigned::Anybody) => {
+            query.push(" AND assignee IS NOT NULL");
+        }
+        Some(Assigned::To(email)) => {
+            query.push(" AND lower(assignee) = lower(");
+            query.push_bind(email.clone());
+            query.push(")");
+        }
+    }
+    if let Some(project_id) = filter.project_id {
+        query.push(" AND project_id = ");
+        query.push_bind(project_id);
+    }
+    if let Some(reporter) = &filter.reporter {
+        query.push(" AND lower(reporter) = lower(");
+        query.push_bind(reporter.clone());
+        query.push(")");
+    }
+}
+
+fn comment_from_row(row: &sqlx::postgres::PgRow) -> Result<Comment, sqlx::Error> {
+    let visibility: String = row.try_get("visibility")?;
+    Ok(Comment {
+        id: row.try_get("id")?,
+        author: row.try_get("author")?,
+        body: row.try_get("body")?,
+        visibility: visibility
+            .parse::<Visibility>()
+            .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+        created_at: row.try_get("created_at")?,
+        edited_at: row.try_get("edited_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_numbers_are_recognised_in_searches() {
+        assert_eq!(number_in("123"), Some(123));
+        assert_eq!(number_in("#7"), Some(7));
+        assert_eq!(number_in("TKT-000123"), Some(123));
+        assert_eq!(number_in("tkt-42"), Some(42));
+        assert_eq!(number_in("printer"), None);
+        assert_eq!(number_in("0"), None);
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(escape_like("50%_off"), "%50\\%\\_off%");
+    }
+}
