@@ -358,7 +358,10 @@ pub enum TicketError {
     #[error("the ticket is at version {current}, not {expected}")]
     StaleVersion { expected: u64, current: u64 },
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("comment not found")]
     CommentNotFound,
     #[error("only the comment's author or a manager may edit it")]
