@@ -1,1 +1,17 @@
-fn main() {}
+//! The `arctyk` command: `serve` (the default), `migrate`, `token create`,
+//! `projections rebuild`.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = arctyk::cli::Cli::parse();
+    arctyk::telemetry::init();
+    match arctyk::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("arctyk: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Command-line interface: `serve` (the default), `migrate`, `token create`,
+//! `projections rebuild`.
+
+use arctyk_domain::Role;
+use arctyk_projections::rebuild::rebuild;
+use arctyk_projections::{ticket_projection, TicketProjection};
+use clap::{Parser, Subcommand};
+
+use crate::store::users::Users;
+use crate::{auth, db, Application, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "arctyk",
+    version,
+    about = "Event-sourced IT service management backend"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the log's subscribers (the default).
+    Serve,
+    /// Create the database if needed and apply migrations.
+    Migrate,
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (and the user, if needed); prints the token alone on stdout.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin, manager, agent or end_user.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// A label for the token (and the user's name when it is created).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// Empty the read models and rebuild them from the event log.
+    Rebuild,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse::<Role>().map_err(|error| error.to_string())
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            if db::create_if_missing(&config.database_url).await? {
+                tracing::info!(database = %config.database_url_redacted(), "created database");
+            }
+            let app = Application::build(config.clone()).await?;
+            tracing::info!(
+                listen = %app.addr(),
+                database = %config.database_url_redacted(),
+                "arctyk serving"
+            );
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            db::create_if_missing(&config.database_url).await?;
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Token(TokenCommand::Create { email, role, name }) => {
+            let email = email.trim();
+            if !email.contains('@') {
+                return Err(format!("'{email}' is not an email address").into());
+            }
+            db::create_if_missing(&config.database_url).await?;
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            let users = Users::new(pool);
+            let user = users.upsert(email, &name, role).await?;
+            let token = auth::generate_token();
+            users
+                .add_token(user.id, &name, &auth::digest(&token))
+                .await?;
+            println!("{token}");
+        }
+        Command::Projections(ProjectionsCommand::Rebuild) => {
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            let started = std::time::Instant::now();
+            let total = rebuild(&pool, &TicketProjection, ticket_projection::TABLES, |n| {
+                eprint!("\rreplayed {n} events");
+            })
+            .await?;
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "\rrebuilt read models from {total} events in {seconds:.1}s ({:.0} events/s)",
+                total as f64 / seconds.max(1e-6)
+            );
+        }
+    }
+    Ok(())
+}

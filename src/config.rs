@@ -1,0 +1,98 @@
+//! Typed configuration, read from the environment (or flags) and validated at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of a server process.
+#[derive(clap::Args, Clone)]
+pub struct Config {
+    /// PostgreSQL connection URL; the database is created on first start if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/arctyk"
+    )]
+    pub database_url: String,
+
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(
+        long = "listen",
+        env = "ARCTYK_LISTEN",
+        default_value = "127.0.0.1:8000"
+    )]
+    pub listen: SocketAddr,
+
+    /// Public base URL of the API, used in absolute links (pagination).
+    #[arg(long, env = "ARCTYK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ARCTYK_MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "ARCTYK_DB_POOL_SIZE", default_value_t = 40)]
+    pub db_pool_size: u32,
+
+    /// How long a write waits for the read models to show it before answering, in ms.
+    #[arg(long, env = "ARCTYK_READ_YOUR_WRITES_MS", default_value_t = 5_000)]
+    pub read_your_writes_ms: u64,
+
+    /// Whether this process runs the log's subscribers (projections). Tests turn it off
+    /// to stand for a crashed worker.
+    #[arg(skip = true)]
+    pub run_subscribers: bool,
+}
+
+impl Config {
+    pub fn read_your_writes(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_ms)
+    }
+
+    /// The database URL with any password hidden, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact_password(&self.database_url)
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url_redacted())
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redact_password("postgres://app:s3cret@db:5432/arctyk"),
+            "postgres://app:***@db:5432/arctyk"
+        );
+        assert_eq!(
+            redact_password("postgres://postgres@127.0.0.1/arctyk"),
+            "postgres://postgres@127.0.0.1/arctyk"
+        );
+    }
+}

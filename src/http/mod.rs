@@ -1,0 +1,63 @@
+//! The REST API: one module per resource, each with its own `router()`, merged here.
+
+pub mod comments;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod tickets;
+pub mod workflow;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Authenticator;
+use crate::store::users::Users;
+use crate::tickets::TicketService;
+use error::AppError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub tickets: TicketService,
+    pub users: Users,
+    pub auth: Authenticator,
+    pub database: sqlx::PgPool,
+    /// Base for absolute links, e.g. `https://desk.example.com`; links are relative
+    /// without it.
+    pub public_url: Option<String>,
+}
+
+/// The whole API. Trailing slashes are trimmed before routing (see `startup`), so each
+/// route here is declared once, without one.
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = Router::new()
+        .merge(health::router())
+        .merge(openapi::router())
+        .merge(workflow::router())
+        .merge(tickets::router())
+        .merge(comments::router())
+        .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
+    Router::new()
+        .nest("/api", api)
+        .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

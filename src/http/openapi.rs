@@ -1,0 +1,59 @@
+//! `GET /api/openapi.json`: the OpenAPI 3 document of every route.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::extract::Caller;
+use super::ApiState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Arctyk",
+        description = "Event-sourced IT service management API. Every path also works with a \
+trailing slash. Errors are application/problem+json (RFC 9457) with `error` repeating \
+`title` and field errors under `details`.",
+    ),
+    paths(
+        super::health::health,
+        openapi_json,
+        super::workflow::workflow,
+        super::tickets::create_ticket,
+        super::tickets::list_tickets,
+        super::tickets::get_ticket,
+        super::tickets::update_ticket,
+        super::tickets::transition_ticket,
+        super::tickets::assign_ticket,
+        super::tickets::ticket_history,
+        super::comments::list_comments,
+        super::comments::add_comment,
+        super::comments::edit_comment,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub fn router() -> Router<ApiState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document"), (status = 401)))]
+pub async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,15 @@
+//! The Arctyk server: configuration, HTTP API, authentication, the command path into the
+//! event log, and the wiring of the log's subscribers.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tickets;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,173 @@
+//! Building the application: database, log subscribers, HTTP listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arctyk_projections::subscription::listen_for_events;
+use arctyk_projections::{Subscription, TicketProjection, TicketReads};
+use axum::extract::Request;
+use axum::ServiceExt;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::auth::Authenticator;
+use crate::http::{self, ApiState};
+use crate::store::ticket_log::TicketLog;
+use crate::store::users::Users;
+use crate::tickets::TicketService;
+use crate::{db, Config};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot reach the database at {url}: {source}")]
+    Database { url: String, source: sqlx::Error },
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built, listening application that has not started serving yet.
+pub struct Application {
+    addr: SocketAddr,
+    listener: TcpListener,
+    router: axum::Router,
+    pool: PgPool,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the log's subscribers and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let pool = db::connect(&config)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: config.database_url_redacted(),
+                source,
+            })?;
+        db::migrate(&pool).await?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let projection = Subscription::new(pool.clone(), TicketProjection);
+        let progress = projection.progress();
+        let wake_projection = projection.waker();
+        let mut workers = Vec::new();
+        if config.run_subscribers {
+            workers.push(tokio::spawn(listen_for_events(
+                pool.clone(),
+                vec![wake_projection.clone()],
+                shutdown_rx.clone(),
+            )));
+            workers.push(tokio::spawn(projection.run(shutdown_rx.clone())));
+        }
+
+        let users = Users::new(pool.clone());
+        let state = ApiState {
+            tickets: TicketService::new(
+                TicketLog::new(pool.clone()),
+                TicketReads::new(pool.clone()),
+                progress,
+                Arc::clone(&wake_projection),
+                config.read_your_writes(),
+            ),
+            auth: Authenticator::new(users.clone()),
+            users,
+            database: pool.clone(),
+            public_url: config.public_url.clone(),
+        };
+        let router = http::router(state, config.max_body_bytes);
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            addr,
+            listener,
+            router,
+            pool,
+            shutdown,
+            workers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `stop` resolves (Ctrl-C or SIGTERM for `arctyk serve`), then stops
+    /// the subscribers. Work in flight is committed or rolled back, never half-done.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        // Trailing slashes are trimmed before routing, so `/api/tickets/1/` and
+        // `/api/tickets/1` reach the same handler.
+        let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
+        let served = axum::serve(
+            self.listener,
+            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+        )
+        .with_graceful_shutdown(stop)
+        .await;
+        let _ = self.shutdown.send(true);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        served.map_err(StartupError::Serve)
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

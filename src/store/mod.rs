@@ -1,0 +1,5 @@
+//! Persistence, one module per concern. Handlers and processors call these; no SQL lives
+//! anywhere else in the server.
+
+pub mod ticket_log;
+pub mod users;

@@ -1,0 +1,81 @@
+//! The command path into the event log for tickets: cqrs-es over postgres-es's plain
+//! event store, ticket numbers, and where a ticket's last event sits in the log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arctyk_domain::{Ticket, TicketCommand, TicketError};
+use arctyk_projections::LogPosition;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{AggregateError, CqrsFramework, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlx::{PgPool, Row};
+
+type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<PostgresEventRepository, Ticket>>;
+
+/// Writes ticket commands to the log and reads tickets back from it.
+#[derive(Clone)]
+pub struct TicketLog {
+    pool: PgPool,
+    cqrs: Arc<TicketCqrs>,
+    store: Arc<PersistedEventStore<PostgresEventRepository, Ticket>>,
+}
+
+impl TicketLog {
+    pub fn new(pool: PgPool) -> Self {
+        // The plain event store: the snapshot and aggregate stores of cqrs-es 0.5 apply
+        // each event twice.
+        let cqrs = postgres_es::postgres_cqrs(pool.clone(), Vec::new(), ());
+        let store =
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        Self {
+            pool,
+            cqrs: Arc::new(cqrs),
+            store: Arc::new(store),
+        }
+    }
+
+    /// The next ticket number. Numbers taken by refused creations are not reused.
+    pub async fn next_number(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT nextval('ticket_numbers')")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn execute(
+        &self,
+        number: i64,
+        command: TicketCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), AggregateError<TicketError>> {
+        self.cqrs
+            .execute_with_metadata(&number.to_string(), command, metadata)
+            .await
+    }
+
+    /// The ticket as its events make it, straight from the log.
+    pub async fn load(&self, number: i64) -> Result<Ticket, AggregateError<TicketError>> {
+        let mut context = self.store.load_aggregate(&number.to_string()).await?;
+        Ok(cqrs_es::AggregateContext::aggregate(&mut context).clone())
+    }
+
+    /// Where the ticket's newest event sits in the log's global order.
+    pub async fn last_position(&self, number: i64) -> Result<Option<LogPosition>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text::bigint AS transaction_id, position
+               FROM events
+              WHERE aggregate_type = 'Ticket' AND aggregate_id = $1
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(number.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(LogPosition {
+                transaction_id: row.try_get("transaction_id")?,
+                position: row.try_get("position")?,
+            })
+        })
+        .transpose()
+    }
+}
