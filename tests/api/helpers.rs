@@ -1,0 +1,161 @@
+//! `spawn_app()` and typed client helpers.
+
+use std::time::Duration;
+
+use arctyk::auth;
+use arctyk::store::users::Users;
+use arctyk::{Application, Config};
+use arctyk_domain::Role;
+use reqwest::{Method, Response};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+/// The server's PostgreSQL: `ARCTYK_TEST_DATABASE_URL`, or the local one.
+pub fn admin_database_url() -> String {
+    std::env::var("ARCTYK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A URL for a new, empty database on the test server.
+pub fn fresh_database_url() -> String {
+    let base = admin_database_url();
+    let (server, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{server}/arctyk_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        public_url: None,
+        max_body_bytes: 256 * 1024,
+        db_pool_size: 12,
+        read_your_writes_ms: 5_000,
+        run_subscribers: true,
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the application on a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_config(&fresh_database_url())).await
+}
+
+/// Starts the application with this configuration (its database is created if missing).
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    arctyk::db::create_if_missing(&config.database_url)
+        .await
+        .expect("create test database");
+    let database_url = config.database_url.clone();
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let address = format!("http://{}", app.addr());
+    let pool = app.pool().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = app
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    TestApp {
+        address,
+        database_url,
+        pool,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Stops the server and its subscribers, as a process exit would.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// A token for a user with this email and role (created if needed).
+    pub async fn token_for(&self, email: &str, role: Role) -> String {
+        let users = Users::new(self.pool.clone());
+        let user = users.upsert(email, "", role).await.expect("user");
+        let token = auth::generate_token();
+        users
+            .add_token(user.id, "test", &auth::digest(&token))
+            .await
+            .expect("token");
+        token
+    }
+
+    pub async fn admin(&self) -> String {
+        self.token_for("admin@example.com", Role::Admin).await
+    }
+
+    pub async fn agent(&self) -> String {
+        self.token_for("agent@example.com", Role::Agent).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Creates a ticket and returns its body.
+    pub async fn create_ticket(&self, token: &str, body: Value) -> Value {
+        let response = self.post("/api/tickets/", token, &body).await;
+        assert_eq!(response.status(), 201, "create ticket");
+        response.json().await.expect("ticket json")
+    }
+}
+
+/// Reads a JSON body, failing the test with the body text when it is not JSON.
+pub async fn json(response: Response) -> Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
