@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::store::ticket_log::TicketLog;
 
 /// How often a version conflict from another process is retried before giving up.
-const CONFLICT_RETRIES: u32 = 8;
+const CONFLICT_RETRIES: u32 = 25;
+/// The longest pause between two retries.
+const MAX_BACKOFF_MS: u64 = 200;
 
 /// Why a ticket operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +173,11 @@ impl TicketService {
             {
                 Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
                     attempt += 1;
-                    let jitter = rand::random::<u64>() % (5 * u64::from(attempt));
-                    tokio::time::sleep(Duration::from_millis(jitter + 1)).await;
+                    // Full jitter over an exponentially growing window, so that writers
+                    // from several processes spread out instead of colliding again.
+                    let window = (2u64 << attempt.min(8)).min(MAX_BACKOFF_MS);
+                    let pause = rand::random::<u64>() % window + 1;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 other => return Ok(other?),
             }
