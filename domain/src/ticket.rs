@@ -439,6 +439,36 @@ fn valid_ids(field: &'static str, ids: &[i64]) -> Result<Vec<i64>, TicketError> 
     Ok(out)
 }
 
+/// The checked, normalised fields of a new ticket. Callers that hand out a ticket
+/// number first check with this, so that a refused creation does not use up a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicketFields {
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub asset_ids: Vec<i64>,
+}
+
+impl NewTicketFields {
+    pub fn validate(
+        title: &str,
+        description: &str,
+        tags: &[String],
+        asset_ids: &[i64],
+        project_id: Option<i64>,
+    ) -> Result<Self, TicketError> {
+        if matches!(project_id, Some(id) if id <= 0) {
+            return Err(invalid("project_id", "Ids are positive"));
+        }
+        Ok(Self {
+            title: valid_title(title)?,
+            description: valid_text("description", description, false)?,
+            tags: valid_tags(tags)?,
+            asset_ids: valid_ids("asset_ids", asset_ids)?,
+        })
+    }
+}
+
 /// A ticket as its events made it. `number == 0` means it does not exist yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
@@ -583,21 +613,20 @@ impl Aggregate for Ticket {
                 if number <= 0 {
                     return Err(invalid("id", "Ticket numbers are positive"));
                 }
-                if matches!(project_id, Some(id) if id <= 0) {
-                    return Err(invalid("project_id", "Ids are positive"));
-                }
+                let fields =
+                    NewTicketFields::validate(&title, &description, &tags, &asset_ids, project_id)?;
                 let event = TicketEvent::TicketCreated {
                     number,
-                    title: valid_title(&title)?,
-                    description: valid_text("description", &description, false)?,
+                    title: fields.title,
+                    description: fields.description,
                     priority,
                     issue_type,
                     reporter: actor.email.clone(),
                     assignee,
                     project_id,
                     due_at,
-                    tags: valid_tags(&tags)?,
-                    asset_ids: valid_ids("asset_ids", &asset_ids)?,
+                    tags: fields.tags,
+                    asset_ids: fields.asset_ids,
                     by: actor.email,
                     at,
                 };

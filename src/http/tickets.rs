@@ -1,5 +1,6 @@
 //! Tickets: create, list, read, change, transition, assign, and history.
 
+use arctyk_domain::ticket::NewTicketFields;
 use arctyk_domain::{Actor, IssueType, Priority, Role, Status, Ticket, TicketCommand, TicketPatch};
 use arctyk_projections::{Assigned, HistoryEntry, TicketFilter};
 use axum::extract::{Path, State};
@@ -328,18 +329,29 @@ pub async fn create_ticket(
             Some(resolve_assignee(&state, "assignee", &Value::String(given.clone())).await?)
         }
     };
+    let description = body.description.unwrap_or_default();
+    let tags = body.tags.unwrap_or_default();
+    let asset_ids = body.asset_ids.unwrap_or_default();
+    // Checked before a number is taken, so refusals leave no gaps in the numbering.
+    NewTicketFields::validate(
+        &body.title,
+        &description,
+        &tags,
+        &asset_ids,
+        body.project_id,
+    )?;
     let number = state.tickets.next_number().await?;
     let command = TicketCommand::Create {
         number,
         title: body.title,
-        description: body.description.unwrap_or_default(),
+        description,
         priority: body.priority.unwrap_or_default(),
         issue_type: body.issue_type.unwrap_or_default(),
         assignee,
         project_id: body.project_id,
         due_at: body.due_at,
-        tags: body.tags.unwrap_or_default(),
-        asset_ids: body.asset_ids.unwrap_or_default(),
+        tags,
+        asset_ids,
         actor: actor(&caller),
         at: Utc::now(),
     };
@@ -442,7 +454,8 @@ pub async fn list_tickets(
     let link = |page: i64| page_link(state.public_url.as_deref(), &query, page, limit);
     Ok(Json(TicketPage {
         count,
-        next: (filter.offset + limit < count).then(|| link(page + 1)),
+        // Saturating: a huge `page` must not overflow into a panic.
+        next: (filter.offset.saturating_add(limit) < count).then(|| link(page + 1)),
         previous: (page > 1).then(|| link(page - 1)),
         results: tickets.into_iter().map(TicketBody::from).collect(),
     }))
