@@ -62,12 +62,43 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             "The body must be a JSON object".to_owned(),
         ));
     }
+    if let Some(field) = field_with_nul(&value, "") {
+        return Err(AppError::invalid(field, "NUL characters are not allowed"));
+    }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner().to_string();
         let (field, message) = describe_shape_error(&path, &inner);
         AppError::Validation(BTreeMap::from([(field, vec![message])]))
     })
+}
+
+/// The first field whose key or text holds a NUL character, which PostgreSQL cannot
+/// store: refused up front instead of failing as a server error at the database.
+fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "non_field_errors".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(here),
+        serde_json::Value::Array(items) => items.iter().find_map(|item| field_with_nul(item, path)),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                return Some(path);
+            }
+            field_with_nul(item, &path)
+        }),
+        _ => None,
+    }
 }
 
 /// Names the offending field and says what is wrong, in the words clients of the
@@ -90,7 +121,14 @@ fn describe_shape_error(path: &str, message: &str) -> (String, String) {
         return (nested(field), "This field is required".to_owned());
     }
     if let Some(field) = quoted("unknown field `") {
-        return (nested(field), "Unknown field".to_owned());
+        // serde_path_to_error's path already ends with the unknown key.
+        let named = path == field || path.ends_with(&format!(".{field}"));
+        let field = if named {
+            path.to_owned()
+        } else {
+            nested(field)
+        };
+        return (field, "Unknown field".to_owned());
     }
     let field = if path == "." || path.is_empty() {
         "non_field_errors".to_owned()
@@ -121,6 +159,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        // PostgreSQL text cannot hold NUL: refuse it here rather than fail in a query.
+        if let Some((name, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.contains('\0'))
+        {
+            return Err(AppError::invalid(name, "NUL characters are not allowed"));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
@@ -143,6 +187,8 @@ pub fn ticket_number(raw: &str) -> Result<i64, AppError> {
 }
 
 /// The version an `If-Match` header asks for: `"3"`, `W/"3"` or `3`; `*` asks for none.
+/// A tag that is no version of any ticket can never match, so it asks for a version no
+/// ticket has, and the command is refused 412 with the current version.
 pub fn if_match(parts: &axum::http::HeaderMap) -> Result<Option<u64>, AppError> {
     let Some(value) = parts.get(header::IF_MATCH) else {
         return Ok(None);
@@ -155,12 +201,7 @@ pub fn if_match(parts: &axum::http::HeaderMap) -> Result<Option<u64>, AppError> 
         return Ok(None);
     }
     let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    tag.parse::<u64>()
-        .map(Some)
-        .map_err(|_| AppError::PreconditionFailed {
-            detail: format!("If-Match {text} does not name a version of this ticket"),
-            current_version: 0,
-        })
+    Ok(Some(tag.parse::<u64>().unwrap_or(u64::MAX)))
 }
 
 /// The authenticated caller, from `Authorization: Bearer TOKEN`, and where the request
@@ -231,6 +272,10 @@ mod tests {
         );
         assert_eq!(
             describe_shape_error(".", "unknown field `color`, expected one of `title`"),
+            ("color".to_owned(), "Unknown field".to_owned())
+        );
+        assert_eq!(
+            describe_shape_error("color", "unknown field `color`, expected one of `title`"),
             ("color".to_owned(), "Unknown field".to_owned())
         );
         assert_eq!(
