@@ -1,1 +1,486 @@
-//! (tests to be written)
+//! Read models under failure: a worker that is down, a batch that crashes half-way, and a
+//! rebuild from the log. Each time the read models end up as the log says, exactly once.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use arctyk_projections::ticket_projection::TABLES;
+use arctyk_projections::{Processor, ProcessorError, StoredEvent, Subscription, TicketProjection};
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use crate::cli::run_arctyk;
+use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
+
+/// Everything the `tickets` projection keeps, in a stable order.
+async fn read_models(pool: &PgPool) -> Value {
+    let mut dump = serde_json::Map::new();
+    for (name, query) in [
+        (
+            "ticket_views",
+            "SELECT to_jsonb(t) FROM ticket_views t ORDER BY number",
+        ),
+        (
+            "ticket_comments",
+            "SELECT to_jsonb(t) FROM ticket_comments t ORDER BY ticket_number, seq",
+        ),
+        (
+            "ticket_history",
+            "SELECT to_jsonb(t) FROM ticket_history t ORDER BY ticket_number, sequence",
+        ),
+    ] {
+        let rows: Vec<Value> = sqlx::query_scalar(query)
+            .fetch_all(pool)
+            .await
+            .expect("read model");
+        dump.insert(name.to_owned(), Value::Array(rows));
+    }
+    Value::Object(dump)
+}
+
+/// The `tickets` checkpoint row, whole, or null when there is none.
+async fn tickets_checkpoint(pool: &PgPool) -> Value {
+    sqlx::query_scalar::<_, Value>(
+        "SELECT to_jsonb(c) FROM subscription_checkpoints c WHERE name = 'tickets'",
+    )
+    .fetch_optional(pool)
+    .await
+    .expect("checkpoint")
+    .unwrap_or(Value::Null)
+}
+
+async fn count(pool: &PgPool, query: &str) -> i64 {
+    sqlx::query_scalar(query)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// An app that stands for a server whose log subscribers have crashed: writes still go
+/// to the log; the read models do not move.
+async fn app_without_subscribers(database_url: &str) -> TestApp {
+    let mut config = test_config(database_url);
+    config.run_subscribers = false;
+    config.read_your_writes_ms = 200;
+    spawn_app_with(config).await
+}
+
+/// Polls the ticket list until it counts `expected` tickets.
+async fn wait_for_list_count(app: &TestApp, token: &str, expected: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = json(app.get("/api/tickets/?limit=100", token).await).await;
+        if page["count"] == expected {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the list never reached {expected} tickets: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sequences(history: &Value) -> Vec<i64> {
+    history
+        .as_array()
+        .expect("history is a list")
+        .iter()
+        .map(|entry| entry["sequence"].as_i64().expect("sequence"))
+        .collect()
+}
+
+fn comment_ids(comments: &Value) -> Vec<String> {
+    comments
+        .as_array()
+        .expect("comments are a list")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn writes_made_while_the_projection_was_down_appear_once_it_runs_again() {
+    let database_url = fresh_database_url();
+    let crashed = app_without_subscribers(&database_url).await;
+    let token = crashed.agent().await;
+
+    // Writes answer as usual, from the log, though the read models lag.
+    for (number, title) in [
+        (1, "Scanner offline"),
+        (2, "VPN slow"),
+        (3, "New hire laptop"),
+    ] {
+        let response = crashed
+            .post("/api/tickets/", &token, &json!({"title": title}))
+            .await;
+        assert_eq!(response.status(), 201);
+        assert_eq!(
+            response.headers()["location"],
+            format!("/api/tickets/{number}/").as_str()
+        );
+        let ticket = json(response).await;
+        assert_eq!(ticket["id"], number);
+        assert_eq!(ticket["title"], title);
+        assert_eq!(ticket["status"], "new");
+        assert_eq!(ticket["version"], 1);
+    }
+    let mut posted: Vec<(i64, String)> = Vec::new();
+    for (number, body) in [(1, "Rebooted it"), (1, "Still offline"), (2, "Which site?")] {
+        let response = crashed
+            .post(
+                &format!("/api/tickets/{number}/comments/"),
+                &token,
+                &json!({"body": body}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let comment = json(response).await;
+        assert_eq!(comment["body"], body);
+        assert_eq!(comment["ticket_id"], number);
+        posted.push((number, comment["id"].as_str().expect("id").to_owned()));
+    }
+    let response = crashed
+        .patch(
+            "/api/tickets/3/",
+            &token,
+            &json!({"title": "New hire laptop for Ana"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await["title"], "New hire laptop for Ana");
+    let response = crashed
+        .post(
+            "/api/tickets/2/transition/",
+            &token,
+            &json!({"status": "in_progress"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await["status"], "in_progress");
+
+    // The list is a read model: it has none of them yet.
+    let page = json(crashed.get("/api/tickets/", &token).await).await;
+    assert_eq!(page["count"], 0);
+    assert_eq!(page["results"], json!([]));
+    // A single ticket still answers, replayed from the log.
+    let response = crashed.get("/api/tickets/1/", &token).await;
+    assert_eq!(response.status(), 200);
+    let ticket = json(response).await;
+    assert_eq!(ticket["title"], "Scanner offline");
+    assert_eq!(ticket["version"], 3);
+    let unprojected = count(&crashed.pool, "SELECT count(*) FROM ticket_history").await;
+    assert_eq!(unprojected, 0);
+    crashed.stop().await;
+
+    // A healthy server on the same database catches up from the checkpoint.
+    let healthy = spawn_app_with(test_config(&database_url)).await;
+    let page = wait_for_list_count(&healthy, &token, 3).await;
+    let titles: Vec<&str> = page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|t| t["title"].as_str().expect("title"))
+        .collect();
+    assert_eq!(
+        titles,
+        ["New hire laptop for Ana", "VPN slow", "Scanner offline"]
+    );
+    for (number, version) in [(1, 3), (2, 3), (3, 2)] {
+        let ticket = json(
+            healthy
+                .get(&format!("/api/tickets/{number}/"), &token)
+                .await,
+        )
+        .await;
+        assert_eq!(ticket["version"], version);
+        let history = json(
+            healthy
+                .get(&format!("/api/tickets/{number}/history/"), &token)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            sequences(&history),
+            (1..=version).collect::<Vec<_>>(),
+            "ticket {number}'s history is complete, in order, without duplicates"
+        );
+        let comments = json(
+            healthy
+                .get(&format!("/api/tickets/{number}/comments/"), &token)
+                .await,
+        )
+        .await;
+        let expected: Vec<String> = posted
+            .iter()
+            .filter(|(n, _)| *n == number)
+            .map(|(_, id)| id.clone())
+            .collect();
+        assert_eq!(comment_ids(&comments), expected);
+    }
+    let events = count(&healthy.pool, "SELECT count(*) FROM events").await;
+    let history_rows = count(&healthy.pool, "SELECT count(*) FROM ticket_history").await;
+    assert_eq!(history_rows, events, "one history entry per event");
+    healthy.stop().await;
+}
+
+/// Runs the real projection, then fails, as a worker would if it died before the commit.
+struct CrashesAfterApplying;
+
+impl Processor for CrashesAfterApplying {
+    fn name(&self) -> &'static str {
+        TicketProjection::NAME
+    }
+
+    async fn process(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProcessorError> {
+        TicketProjection.process(conn, events).await?;
+        Err(ProcessorError::Other("worker crashed mid-batch".to_owned()))
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
+    let database_url = fresh_database_url();
+    let app = app_without_subscribers(&database_url).await;
+    let token = app.agent().await;
+    app.create_ticket(&token, json!({"title": "Phone has no dial tone"}))
+        .await;
+    let response = app
+        .post(
+            "/api/tickets/1/comments/",
+            &token,
+            &json!({"body": "Checked the cable"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+
+    // The projection is at the log's end so far.
+    let projected = Subscription::new(app.pool.clone(), TicketProjection)
+        .catch_up()
+        .await
+        .expect("projection runs");
+    assert_eq!(projected, 2);
+    let before = read_models(&app.pool).await;
+    let checkpoint_before = tickets_checkpoint(&app.pool).await;
+    assert_eq!(before["ticket_views"].as_array().map(Vec::len), Some(1));
+    assert_eq!(checkpoint_before["position"], 2);
+
+    // More writes land in the log.
+    app.create_ticket(&token, json!({"title": "Projector bulb"}))
+        .await;
+    for (number, body) in [(1, "Swapped the handset"), (2, "Ordered a bulb")] {
+        let response = app
+            .post(
+                &format!("/api/tickets/{number}/comments/"),
+                &token,
+                &json!({"body": body}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let response = app
+        .patch("/api/tickets/1/", &token, &json!({"priority": "high"}))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let crashed = Subscription::new(app.pool.clone(), CrashesAfterApplying)
+        .run_batch()
+        .await;
+    match crashed {
+        Err(ProcessorError::Other(message)) => assert_eq!(message, "worker crashed mid-batch"),
+        other => panic!("the batch fails with the processor's error, not {other:?}"),
+    }
+    assert_eq!(
+        read_models(&app.pool).await,
+        before,
+        "read models rolled back"
+    );
+    assert_eq!(
+        tickets_checkpoint(&app.pool).await,
+        checkpoint_before,
+        "checkpoint rolled back"
+    );
+    let page = json(app.get("/api/tickets/", &token).await).await;
+    assert_eq!(page["count"], 1);
+
+    // The real projection then applies the rest, once.
+    let subscription = Subscription::new(app.pool.clone(), TicketProjection);
+    assert_eq!(subscription.catch_up().await.expect("catch up"), 4);
+    assert_eq!(subscription.catch_up().await.expect("idle"), 0);
+    let events = count(&app.pool, "SELECT count(*) FROM events").await;
+    assert_eq!(events, 6);
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM ticket_history").await,
+        events
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM ticket_comments").await,
+        3
+    );
+    let checkpoint = tickets_checkpoint(&app.pool).await;
+    assert_eq!(checkpoint["position"], 6);
+
+    let page = json(app.get("/api/tickets/", &token).await).await;
+    assert_eq!(page["count"], 2);
+    let ticket = json(app.get("/api/tickets/1/", &token).await).await;
+    assert_eq!(ticket["priority"], "high");
+    assert_eq!(ticket["version"], 4);
+    let history = json(app.get("/api/tickets/1/history/", &token).await).await;
+    assert_eq!(sequences(&history), [1, 2, 3, 4]);
+    let comments = json(app.get("/api/tickets/1/comments/", &token).await).await;
+    let bodies: Vec<&str> = comments
+        .as_array()
+        .expect("comments")
+        .iter()
+        .map(|c| c["body"].as_str().expect("body"))
+        .collect();
+    assert_eq!(bodies, ["Checked the cable", "Swapped the handset"]);
+    let comments = json(app.get("/api/tickets/2/comments/", &token).await).await;
+    assert_eq!(comment_ids(&comments).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rebuilding_the_read_models_reproduces_them_exactly() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let admin = app.admin().await;
+
+    // A varied log: every kind of event, on several tickets.
+    for (i, priority) in ["low", "medium", "high", "critical"].iter().enumerate() {
+        let i = i + 1;
+        app.create_ticket(
+            &agent,
+            json!({
+                "title": format!("Ticket {i}"),
+                "description": format!("Details of {i}"),
+                "priority": priority,
+                "tags": [format!("t{i}")],
+                "due_at": "2031-06-01T12:00:00Z",
+            }),
+        )
+        .await;
+    }
+    let steps: Vec<(&str, &str, Value)> = vec![
+        (
+            "PATCH",
+            "/api/tickets/1/",
+            json!({"title": "Ticket 1, renamed", "asset_ids": [7]}),
+        ),
+        (
+            "POST",
+            "/api/tickets/1/assign/",
+            json!({"assignee": "agent@example.com"}),
+        ),
+        (
+            "POST",
+            "/api/tickets/1/transition/",
+            json!({"status": "in_progress", "comment": "On it"}),
+        ),
+        (
+            "POST",
+            "/api/tickets/2/comments/",
+            json!({"body": "internal note", "visibility": "internal"}),
+        ),
+        (
+            "POST",
+            "/api/tickets/2/comments/",
+            json!({"body": "public reply"}),
+        ),
+        (
+            "POST",
+            "/api/tickets/3/transition/",
+            json!({"status": "resolved"}),
+        ),
+        (
+            "POST",
+            "/api/tickets/3/transition/",
+            json!({"status": "closed"}),
+        ),
+        ("PATCH", "/api/tickets/4/", json!({"project_id": 5})),
+    ];
+    for (method, path, body) in &steps {
+        let response = if *method == "PATCH" {
+            app.patch(path, &admin, body).await
+        } else {
+            app.post(path, &admin, body).await
+        };
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
+    }
+    let comments = json(app.get("/api/tickets/2/comments/", &agent).await).await;
+    let first = comments[0]["id"].as_str().expect("comment id").to_owned();
+    let response = app
+        .patch(
+            &format!("/api/tickets/2/comments/{first}/"),
+            &admin,
+            &json!({"body": "internal note, edited"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // Writes answer once the read models include them, so these are complete now.
+    let before = read_models(&app.pool).await;
+    let checkpoint_before = tickets_checkpoint(&app.pool).await;
+    let events = count(&app.pool, "SELECT count(*) FROM events").await;
+    assert_eq!(
+        before["ticket_history"].as_array().map(Vec::len),
+        Some(events as usize)
+    );
+    assert_eq!(before["ticket_comments"].as_array().map(Vec::len), Some(3));
+    let views: BTreeSet<i64> = before["ticket_views"]
+        .as_array()
+        .expect("views")
+        .iter()
+        .map(|v| v["number"].as_i64().expect("number"))
+        .collect();
+    assert_eq!(views, BTreeSet::from([1, 2, 3, 4]));
+
+    let mut reported = Vec::new();
+    let replayed =
+        arctyk_projections::rebuild::rebuild(&app.pool, &TicketProjection, TABLES, |n| {
+            reported.push(n)
+        })
+        .await
+        .expect("rebuild");
+    assert_eq!(replayed as i64, events);
+    assert_eq!(reported.last().copied(), Some(replayed));
+    assert_eq!(read_models(&app.pool).await, before);
+    let checkpoint = tickets_checkpoint(&app.pool).await;
+    assert_eq!(checkpoint["position"], checkpoint_before["position"]);
+    assert_eq!(
+        checkpoint["transaction_id"],
+        checkpoint_before["transaction_id"]
+    );
+
+    // The same through the command an operator runs.
+    let output = run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("from {events} events")),
+        "reports what it replayed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(read_models(&app.pool).await, before);
+    assert_eq!(
+        tickets_checkpoint(&app.pool).await["position"],
+        checkpoint_before["position"]
+    );
+
+    // And the API serves the same tickets afterwards.
+    let ticket = json(app.get("/api/tickets/1/", &agent).await).await;
+    assert_eq!(ticket["title"], "Ticket 1, renamed");
+    assert_eq!(ticket["status"], "in_progress");
+    assert_eq!(ticket["assignee"], "agent@example.com");
+    app.stop().await;
+}
