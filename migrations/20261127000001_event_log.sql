@@ -39,19 +39,10 @@ CREATE TRIGGER events_no_truncate
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_append_only();
 
--- Subscribers wake on this channel instead of polling.
-CREATE FUNCTION events_notify() RETURNS trigger
-    LANGUAGE plpgsql AS
-$$
-BEGIN
-    PERFORM pg_notify('arctyk_events', '');
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER events_notify_subscribers
-    AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+-- There is deliberately no NOTIFY trigger here: a transaction that issues NOTIFY takes
+-- a cluster-wide lock at commit, which turns concurrent appends into a queue of single
+-- fsyncs. Writers notify `arctyk_events` after their commit instead, coalesced
+-- (projections::subscription::LogNotifier), and subscribers also poll.
 
 -- Durable positions of the log's subscribers (projections, deliveries). A subscriber's
 -- checkpoint changes in the same transaction as the work it records.

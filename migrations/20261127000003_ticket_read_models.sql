@@ -16,7 +16,9 @@ CREATE TABLE ticket_views
     updated_at          timestamptz NOT NULL,
     version             bigint      NOT NULL,
     -- the whole ticket as the domain's `apply` made it
-    state               jsonb       NOT NULL
+    state               jsonb       NOT NULL,
+    -- the ticket as the API shows it, ready to send
+    body                json        NOT NULL
 );
 
 CREATE INDEX ticket_views_status ON ticket_views (status);

@@ -1,9 +1,8 @@
 //! Building the application: database, log subscribers, HTTP listener.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use arctyk_projections::subscription::listen_for_events;
+use arctyk_projections::subscription::{listen_for_events, LogNotifier};
 use arctyk_projections::{Subscription, TicketProjection, TicketReads};
 use axum::extract::Request;
 use axum::ServiceExt;
@@ -61,12 +60,14 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let projection = Subscription::new(pool.clone(), TicketProjection);
         let progress = projection.progress();
-        let wake_projection = projection.waker();
-        let mut workers = Vec::new();
+        let notifier = LogNotifier::new(vec![projection.waker()]);
+        let mut workers = vec![tokio::spawn(
+            notifier.clone().run(pool.clone(), shutdown_rx.clone()),
+        )];
         if config.run_subscribers {
             workers.push(tokio::spawn(listen_for_events(
                 pool.clone(),
-                vec![wake_projection.clone()],
+                vec![projection.waker()],
                 shutdown_rx.clone(),
             )));
             workers.push(tokio::spawn(projection.run(shutdown_rx.clone())));
@@ -78,7 +79,7 @@ impl Application {
                 TicketLog::new(pool.clone()),
                 TicketReads::new(pool.clone()),
                 progress,
-                Arc::clone(&wake_projection),
+                notifier,
                 config.read_your_writes(),
             ),
             auth: Authenticator::new(users.clone()),

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arctyk_domain::{Comment, Ticket, TicketCommand, TicketError};
+use arctyk_projections::subscription::LogNotifier;
 use arctyk_projections::{Progress, TicketReads};
 use cqrs_es::AggregateError;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::store::ticket_log::TicketLog;
@@ -79,7 +79,7 @@ pub struct TicketService {
     log: TicketLog,
     reads: TicketReads,
     progress: Progress,
-    wake_projection: Arc<Notify>,
+    notifier: LogNotifier,
     read_your_writes: Duration,
     /// One command at a time per ticket in this process, so that concurrent requests
     /// queue instead of failing on the log's optimistic lock.
@@ -91,14 +91,14 @@ impl TicketService {
         log: TicketLog,
         reads: TicketReads,
         progress: Progress,
-        wake_projection: Arc<Notify>,
+        notifier: LogNotifier,
         read_your_writes: Duration,
     ) -> Self {
         Self {
             log,
             reads,
             progress,
-            wake_projection,
+            notifier,
             read_your_writes,
             in_flight: Arc::default(),
         }
@@ -140,7 +140,7 @@ impl TicketService {
         self.release_ticket_lock(number, lock);
         result?;
 
-        self.wake_projection.notify_one();
+        self.notifier.appended();
         let visible = match self.log.last_position(number).await? {
             Some(position) => {
                 self.progress

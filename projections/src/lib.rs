@@ -3,11 +3,13 @@
 
 pub mod rebuild;
 pub mod subscription;
+pub mod ticket_document;
 pub mod ticket_projection;
 pub mod ticket_reads;
 
 pub use subscription::{
     LogPosition, Processor, ProcessorError, Progress, StoredEvent, Subscription,
 };
+pub use ticket_document::TicketDocument;
 pub use ticket_projection::TicketProjection;
-pub use ticket_reads::{Assigned, HistoryEntry, TicketFilter, TicketReads};
+pub use ticket_reads::{Assigned, HistoryEntry, TicketFilter, TicketReads, TicketRow};

@@ -373,3 +373,44 @@ async fn forward_notifications(pool: &PgPool, wakers: &[Arc<Notify>]) -> Result<
         wakers.iter().for_each(|waker| waker.notify_one());
     }
 }
+
+/// Tells subscribers that the log has grown: the ones in this process at once, and those
+/// of other processes through one `NOTIFY` sent after the commit. Appends that happen
+/// while a `NOTIFY` is on its way share the next one.
+#[derive(Clone)]
+pub struct LogNotifier {
+    local: Vec<Arc<Notify>>,
+    remote: Arc<Notify>,
+}
+
+impl LogNotifier {
+    pub fn new(local: Vec<Arc<Notify>>) -> Self {
+        Self {
+            local,
+            remote: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Call after a commit that appended to the log.
+    pub fn appended(&self) {
+        self.local.iter().for_each(|waker| waker.notify_one());
+        self.remote.notify_one();
+    }
+
+    /// Sends the coalesced notifications until `shutdown` fires.
+    pub async fn run(self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = self.remote.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(EVENTS_CHANNEL)
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%error, "cannot notify other processes; they will poll");
+            }
+        }
+    }
+}

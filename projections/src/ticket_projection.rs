@@ -1,13 +1,22 @@
 //! The `tickets` projection: ticket detail and list rows, comments and history, kept from
 //! the log by replaying each event through the domain's own `apply`.
+//!
+//! A batch is written set-wise: one query loads the touched tickets, and one statement
+//! per table writes the whole batch, so the projection's cost per event stays small
+//! under load.
 
 use std::collections::HashMap;
 
 use arctyk_domain::{Ticket, TicketEvent};
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::subscription::{Processor, ProcessorError, StoredEvent};
+use crate::ticket_document::TicketDocument;
 
 /// Read-model tables this projection owns, emptied by a rebuild.
 pub const TABLES: &[&str] = &["ticket_views", "ticket_comments", "ticket_history"];
@@ -27,6 +36,58 @@ pub fn decode_ticket_event(event: &StoredEvent) -> Result<TicketEvent, Processor
     })
 }
 
+#[derive(Serialize)]
+struct HistoryRow<'a> {
+    ticket_number: i64,
+    sequence: i64,
+    event: &'static str,
+    recorded_at: DateTime<Utc>,
+    actor: &'a str,
+    changes: Value,
+    internal: bool,
+}
+
+#[derive(Serialize)]
+struct CommentRow {
+    id: Uuid,
+    ticket_number: i64,
+    seq: i64,
+    author: String,
+    body: String,
+    visibility: &'static str,
+    created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct CommentEdit {
+    id: Uuid,
+    body: String,
+    edited_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct ViewRow<'a> {
+    number: i64,
+    aggregate_id: &'a str,
+    title: &'a str,
+    description: &'a str,
+    status: &'static str,
+    priority: &'static str,
+    reporter: &'a str,
+    assignee: Option<&'a str>,
+    project_id: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+    state: Value,
+    body: String,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Value, ProcessorError> {
+    serde_json::to_value(value).map_err(|error| ProcessorError::Other(error.to_string()))
+}
+
 impl Processor for TicketProjection {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -37,146 +98,187 @@ impl Processor for TicketProjection {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProcessorError> {
-        // Tickets touched by this batch, loaded once and written once.
-        let mut touched: HashMap<&str, Ticket> = HashMap::new();
-        for stored in events.iter().filter(|e| e.aggregate_type == Ticket::TYPE) {
-            let event = decode_ticket_event(stored)?;
-            let ticket = match touched.entry(stored.aggregate_id.as_str()) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(load_state(conn, &stored.aggregate_id).await?)
-                }
-            };
+        let events: Vec<(&StoredEvent, TicketEvent)> = events
+            .iter()
+            .filter(|e| e.aggregate_type == Ticket::TYPE)
+            .map(|e| decode_ticket_event(e).map(|event| (e, event)))
+            .collect::<Result<_, _>>()?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tickets = load_states(conn, &events).await?;
+        let mut history = Vec::with_capacity(events.len());
+        let mut new_comments: Vec<CommentRow> = Vec::new();
+        let mut edits: HashMap<Uuid, CommentEdit> = HashMap::new();
+
+        for (stored, event) in &events {
+            let ticket = tickets.entry(stored.aggregate_id.as_str()).or_default();
             if ticket.version + 1 != stored.sequence as u64 {
                 return Err(ProcessorError::Other(format!(
                     "ticket {} is at version {} but the next event has sequence {}",
                     stored.aggregate_id, ticket.version, stored.sequence
                 )));
             }
-            record_history(conn, ticket.number, stored, &event).await?;
-            record_comment(conn, ticket, stored, &event).await?;
-            ticket.apply(event);
+            ticket.apply(event.clone());
+            history.push(HistoryRow {
+                ticket_number: ticket.number,
+                sequence: stored.sequence,
+                event: event.name(),
+                recorded_at: stored.recorded_at,
+                actor: event.actor(),
+                changes: Value::Object(event.changes()),
+                internal: event.is_internal(),
+            });
+            match event {
+                TicketEvent::CommentAdded {
+                    comment_id,
+                    body,
+                    visibility,
+                    by,
+                    at,
+                } => new_comments.push(CommentRow {
+                    id: *comment_id,
+                    ticket_number: ticket.number,
+                    seq: stored.sequence,
+                    author: by.clone(),
+                    body: body.clone(),
+                    visibility: visibility.as_str(),
+                    created_at: *at,
+                    edited_at: None,
+                }),
+                TicketEvent::CommentEdited {
+                    comment_id, to, at, ..
+                } => {
+                    // A comment added in this batch is written with its latest wording.
+                    match new_comments.iter_mut().find(|c| c.id == *comment_id) {
+                        Some(added) => {
+                            added.body = to.clone();
+                            added.edited_at = Some(*at);
+                        }
+                        None => {
+                            edits.insert(
+                                *comment_id,
+                                CommentEdit {
+                                    id: *comment_id,
+                                    body: to.clone(),
+                                    edited_at: *at,
+                                },
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
-        for ticket in touched.values() {
-            save_state(conn, ticket).await?;
-        }
-        Ok(())
-    }
-}
 
-async fn load_state(conn: &mut PgConnection, aggregate_id: &str) -> Result<Ticket, ProcessorError> {
-    let state: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT state FROM ticket_views WHERE aggregate_id = $1")
-            .bind(aggregate_id)
-            .fetch_optional(&mut *conn)
+        sqlx::query(
+            "INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, internal)
+             SELECT * FROM jsonb_to_recordset($1) AS r(ticket_number bigint, sequence bigint,
+                 event text, recorded_at timestamptz, actor text, changes jsonb, internal boolean)",
+        )
+        .bind(encode(&history)?)
+        .execute(&mut *conn)
+        .await?;
+        if !new_comments.is_empty() {
+            sqlx::query(
+                "INSERT INTO ticket_comments (id, ticket_number, seq, author, body, visibility, created_at, edited_at)
+                 SELECT * FROM jsonb_to_recordset($1) AS r(id uuid, ticket_number bigint, seq bigint,
+                     author text, body text, visibility text, created_at timestamptz, edited_at timestamptz)",
+            )
+            .bind(encode(&new_comments)?)
+            .execute(&mut *conn)
             .await?;
-    match state {
-        None => Ok(Ticket::default()),
-        Some(state) => serde_json::from_value(state)
-            .map_err(|error| ProcessorError::Other(format!("ticket view {aggregate_id}: {error}"))),
+        }
+        if !edits.is_empty() {
+            let edits: Vec<&CommentEdit> = edits.values().collect();
+            sqlx::query(
+                "UPDATE ticket_comments c SET body = r.body, edited_at = r.edited_at
+                   FROM jsonb_to_recordset($1) AS r(id uuid, body text, edited_at timestamptz)
+                  WHERE c.id = r.id",
+            )
+            .bind(encode(&edits)?)
+            .execute(&mut *conn)
+            .await?;
+        }
+        save_states(conn, &tickets).await
     }
 }
 
-async fn save_state(conn: &mut PgConnection, ticket: &Ticket) -> Result<(), ProcessorError> {
-    // Comments live in their own table; the row keeps the ticket's own fields.
-    let mut state = ticket.clone();
-    state.comments.clear();
-    let json =
-        serde_json::to_value(&state).map_err(|error| ProcessorError::Other(error.to_string()))?;
+/// The touched tickets as the read model has them (absent ones start empty).
+async fn load_states<'a>(
+    conn: &mut PgConnection,
+    events: &[(&'a StoredEvent, TicketEvent)],
+) -> Result<HashMap<&'a str, Ticket>, ProcessorError> {
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|(e, _)| e.aggregate_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(String, Value)> =
+        sqlx::query_as("SELECT aggregate_id, state FROM ticket_views WHERE aggregate_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut states: HashMap<String, Ticket> = HashMap::with_capacity(rows.len());
+    for (id, state) in rows {
+        let ticket = serde_json::from_value(state)
+            .map_err(|error| ProcessorError::Other(format!("ticket view {id}: {error}")))?;
+        states.insert(id, ticket);
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| (id, states.remove(id).unwrap_or_default()))
+        .collect())
+}
+
+async fn save_states(
+    conn: &mut PgConnection,
+    tickets: &HashMap<&str, Ticket>,
+) -> Result<(), ProcessorError> {
+    let mut rows = Vec::with_capacity(tickets.len());
+    for (aggregate_id, ticket) in tickets {
+        // Comments live in their own table; the row keeps the ticket's own fields.
+        let mut state = ticket.clone();
+        state.comments.clear();
+        let body = serde_json::to_string(&TicketDocument::from(state.clone()))
+            .map_err(|error| ProcessorError::Other(error.to_string()))?;
+        rows.push(ViewRow {
+            number: ticket.number,
+            aggregate_id,
+            title: &ticket.title,
+            description: &ticket.description,
+            status: ticket.status.as_str(),
+            priority: ticket.priority.as_str(),
+            reporter: &ticket.reporter,
+            assignee: ticket.assignee.as_deref(),
+            project_id: ticket.project_id,
+            created_at: ticket.created_at,
+            updated_at: ticket.updated_at,
+            version: ticket.version as i64,
+            state: encode(&state)?,
+            body,
+        });
+    }
     sqlx::query(
         "INSERT INTO ticket_views (number, aggregate_id, title, description, status, priority,
                                    reporter, assignee, project_id, created_at, updated_at,
-                                   version, state)
-         VALUES ($1, $1::text, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                   version, state, body)
+         SELECT number, aggregate_id, title, description, status, priority, reporter, assignee,
+                project_id, created_at, updated_at, version, state, body::json
+           FROM jsonb_to_recordset($1) AS r(number bigint, aggregate_id text, title text,
+                description text, status text, priority text, reporter text, assignee text,
+                project_id bigint, created_at timestamptz, updated_at timestamptz,
+                version bigint, state jsonb, body text)
          ON CONFLICT (number) DO UPDATE SET
             title = excluded.title, description = excluded.description,
             status = excluded.status, priority = excluded.priority,
             reporter = excluded.reporter, assignee = excluded.assignee,
             project_id = excluded.project_id, updated_at = excluded.updated_at,
-            version = excluded.version, state = excluded.state",
+            version = excluded.version, state = excluded.state, body = excluded.body",
     )
-    .bind(ticket.number)
-    .bind(&ticket.title)
-    .bind(&ticket.description)
-    .bind(ticket.status.as_str())
-    .bind(ticket.priority.as_str())
-    .bind(&ticket.reporter)
-    .bind(&ticket.assignee)
-    .bind(ticket.project_id)
-    .bind(ticket.created_at)
-    .bind(ticket.updated_at)
-    .bind(ticket.version as i64)
-    .bind(json)
+    .bind(encode(&rows)?)
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-async fn record_history(
-    conn: &mut PgConnection,
-    number: i64,
-    stored: &StoredEvent,
-    event: &TicketEvent,
-) -> Result<(), ProcessorError> {
-    let number = match event {
-        TicketEvent::TicketCreated { number, .. } => *number,
-        _ => number,
-    };
-    sqlx::query(
-        "INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, internal)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(number)
-    .bind(stored.sequence)
-    .bind(event.name())
-    .bind(stored.recorded_at)
-    .bind(event.actor())
-    .bind(serde_json::Value::Object(event.changes()))
-    .bind(event.is_internal())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn record_comment(
-    conn: &mut PgConnection,
-    ticket: &Ticket,
-    stored: &StoredEvent,
-    event: &TicketEvent,
-) -> Result<(), ProcessorError> {
-    match event {
-        TicketEvent::CommentAdded {
-            comment_id,
-            body,
-            visibility,
-            by,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO ticket_comments (id, ticket_number, seq, author, body, visibility, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(comment_id)
-            .bind(ticket.number)
-            .bind(stored.sequence)
-            .bind(by)
-            .bind(body)
-            .bind(visibility.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        TicketEvent::CommentEdited {
-            comment_id, to, at, ..
-        } => {
-            sqlx::query("UPDATE ticket_comments SET body = $2, edited_at = $3 WHERE id = $1")
-                .bind(comment_id)
-                .bind(to)
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        _ => {}
-    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use arctyk_domain::{Comment, Priority, Status, Ticket, Visibility};
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
@@ -29,6 +30,14 @@ pub struct TicketFilter {
     pub limit: i64,
 }
 
+/// A ticket's API document as the read model stores it, with what access checks need.
+#[derive(Debug)]
+pub struct TicketRow {
+    pub reporter: String,
+    pub version: i64,
+    pub body: Box<RawValue>,
+}
+
 /// One entry of a ticket's history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
@@ -46,6 +55,10 @@ pub struct TicketReads {
 
 fn decode_state(state: Value) -> Result<Ticket, sqlx::Error> {
     serde_json::from_value(state).map_err(|error| sqlx::Error::Decode(Box::new(error)))
+}
+
+fn raw(body: String) -> Result<Box<RawValue>, sqlx::Error> {
+    RawValue::from_string(body).map_err(|error| sqlx::Error::Decode(Box::new(error)))
 }
 
 fn escape_like(text: &str) -> String {
@@ -89,10 +102,32 @@ impl TicketReads {
         state.map(decode_state).transpose()
     }
 
-    /// The page of tickets the filter selects, newest first, and how many match in all.
-    pub async fn list(&self, filter: &TicketFilter) -> Result<(i64, Vec<Ticket>), sqlx::Error> {
+    /// The ticket's stored API document.
+    pub async fn document(&self, number: i64) -> Result<Option<TicketRow>, sqlx::Error> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT reporter, version, body::text FROM ticket_views WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(reporter, version, body)| {
+            Ok(TicketRow {
+                reporter,
+                version,
+                body: raw(body)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The page of tickets the filter selects, newest first, as stored API documents,
+    /// and how many match in all.
+    pub async fn list(
+        &self,
+        filter: &TicketFilter,
+    ) -> Result<(i64, Vec<Box<RawValue>>), sqlx::Error> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT state, count(*) OVER () AS total FROM ticket_views WHERE true",
+            "SELECT body::text AS body, count(*) OVER () AS total FROM ticket_views WHERE true",
         );
         push_filters(&mut query, filter);
         query.push(" ORDER BY number DESC LIMIT ");
@@ -113,7 +148,7 @@ impl TicketReads {
         };
         let tickets = rows
             .into_iter()
-            .map(|row| decode_state(row.try_get("state")?))
+            .map(|row| raw(row.try_get("body")?))
             .collect::<Result<_, _>>()?;
         Ok((total, tickets))
     }

@@ -2,7 +2,7 @@
 
 use arctyk_domain::ticket::NewTicketFields;
 use arctyk_domain::{Actor, IssueType, Priority, Role, Status, Ticket, TicketCommand, TicketPatch};
-use arctyk_projections::{Assigned, HistoryEntry, TicketFilter};
+use arctyk_projections::{Assigned, HistoryEntry, TicketDocument, TicketFilter};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -27,82 +28,22 @@ pub fn router() -> Router<ApiState> {
         .route("/tickets/{id}/history", get(ticket_history))
 }
 
-/// A ticket as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TicketBody {
-    /// The ticket number.
-    pub id: i64,
-    /// The number as the original API printed it, e.g. `TKT-000123`.
-    pub ticket_number: String,
-    pub title: String,
-    pub description: String,
-    #[schema(value_type = String, example = "new")]
-    pub status: Status,
-    /// `todo`, `in_progress` or `done`.
-    #[schema(value_type = String, example = "todo")]
-    pub status_category: arctyk_domain::StatusCategory,
-    #[schema(value_type = String, example = "medium")]
-    pub priority: Priority,
-    #[schema(value_type = String, example = "incident")]
-    pub issue_type: IssueType,
-    /// Email of whoever reported the ticket.
-    pub reporter: String,
-    /// Same as `reporter`, for clients of the original API.
-    pub requester: String,
-    pub assignee: Option<String>,
-    /// Same as `assignee`, for clients of the original API.
-    pub assigned_to: Option<String>,
-    pub project_id: Option<i64>,
-    pub tags: Vec<String>,
-    pub asset_ids: Vec<i64>,
-    pub due_at: Option<DateTime<Utc>>,
-    pub response_due_at: Option<DateTime<Utc>>,
-    pub resolution_due_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub first_responded_at: Option<DateTime<Utc>>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    pub closed_at: Option<DateTime<Utc>>,
-    /// The number of events the ticket has; also its `ETag`.
-    pub version: u64,
-}
-
-impl From<Ticket> for TicketBody {
-    fn from(t: Ticket) -> Self {
-        Self {
-            id: t.number,
-            ticket_number: format!("TKT-{:06}", t.number),
-            status_category: t.status_category(),
-            title: t.title,
-            description: t.description,
-            status: t.status,
-            priority: t.priority,
-            issue_type: t.issue_type,
-            requester: t.reporter.clone(),
-            reporter: t.reporter,
-            assigned_to: t.assignee.clone(),
-            assignee: t.assignee,
-            project_id: t.project_id,
-            tags: t.tags,
-            asset_ids: t.asset_ids,
-            due_at: t.due_at,
-            response_due_at: t.response_due_at,
-            resolution_due_at: t.resolution_due_at,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-            first_responded_at: t.first_responded_at,
-            resolved_at: t.resolved_at,
-            closed_at: t.closed_at,
-            version: t.version,
-        }
-    }
-}
-
 /// A ticket with its `ETag`.
 fn ticket_response(status: StatusCode, ticket: Ticket, location: bool) -> Response {
-    let etag = format!("\"{}\"", ticket.version);
-    let number = ticket.number;
-    let mut response = (status, Json(TicketBody::from(ticket))).into_response();
+    let (number, version) = (ticket.number, ticket.version);
+    let body = Json(TicketDocument::from(ticket));
+    document_response(status, number, version, body, location)
+}
+
+fn document_response(
+    status: StatusCode,
+    number: i64,
+    version: u64,
+    body: impl IntoResponse,
+    location: bool,
+) -> Response {
+    let etag = format!("\"{version}\"");
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
@@ -225,7 +166,8 @@ pub struct TicketPage {
     pub next: Option<String>,
     /// Link to the previous page, or null.
     pub previous: Option<String>,
-    pub results: Vec<TicketBody>,
+    #[schema(value_type = Vec<TicketDocument>)]
+    pub results: Vec<Box<RawValue>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -313,7 +255,7 @@ async fn resolve_assignee(state: &ApiState, field: &str, given: &Value) -> Resul
 }
 
 #[utoipa::path(post, path = "/api/tickets", tag = "tickets", request_body = CreateTicket,
-    responses((status = 201, body = TicketBody, headers(("Location" = String), ("ETag" = String))),
+    responses((status = 201, body = TicketDocument, headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed JSON"), (status = 401), (status = 403),
         (status = 413), (status = 415), (status = 422, description = "Invalid fields")))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email))]
@@ -365,13 +307,37 @@ pub async fn create_ticket(
 
 #[utoipa::path(get, path = "/api/tickets/{id}", tag = "tickets",
     params(("id" = String, Path, description = "Ticket number, e.g. 123 or TKT-000123")),
-    responses((status = 200, body = TicketBody, headers(("ETag" = String))), (status = 401), (status = 404)))]
+    responses((status = 200, body = TicketDocument, headers(("ETag" = String))), (status = 401), (status = 404)))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
 pub async fn get_ticket(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response> {
+    let number = ticket_number(&id)?;
+    let may_see =
+        |reporter: &str| caller.is_staff() || reporter.eq_ignore_ascii_case(&caller.user.email);
+    // The stored document is sent as it is; a ticket the read model does not have yet is
+    // replayed from the log.
+    if let Some(row) = state.tickets.reads().document(number).await? {
+        if !may_see(&row.reporter) {
+            return Err(AppError::not_found_ticket());
+        }
+        let body = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            row.body.get().to_owned(),
+        );
+        return Ok(document_response(
+            StatusCode::OK,
+            number,
+            row.version as u64,
+            body,
+            false,
+        ));
+    }
     let ticket = visible_ticket(&state, &caller, &id).await?;
     Ok(ticket_response(StatusCode::OK, ticket, false))
 }
@@ -457,7 +423,7 @@ pub async fn list_tickets(
         // Saturating: a huge `page` must not overflow into a panic.
         next: (filter.offset.saturating_add(limit) < count).then(|| link(page + 1)),
         previous: (page > 1).then(|| link(page - 1)),
-        results: tickets.into_iter().map(TicketBody::from).collect(),
+        results: tickets,
     }))
 }
 
@@ -483,7 +449,7 @@ fn page_link(base: Option<&str>, query: &ListQuery, page: i64, limit: i64) -> St
 #[utoipa::path(patch, path = "/api/tickets/{id}", tag = "tickets", request_body = UpdateTicket,
     params(("id" = String, Path, description = "Ticket number"),
         ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
-    responses((status = 200, body = TicketBody), (status = 401), (status = 403), (status = 404),
+    responses((status = 200, body = TicketDocument), (status = 401), (status = 403), (status = 404),
         (status = 409, description = "The ticket is closed"), (status = 412, description = "Stale If-Match"),
         (status = 422)))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
@@ -542,7 +508,7 @@ pub async fn update_ticket(
 #[utoipa::path(post, path = "/api/tickets/{id}/transition", tag = "tickets", request_body = TransitionTicket,
     params(("id" = String, Path, description = "Ticket number"),
         ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
-    responses((status = 200, body = TicketBody), (status = 401), (status = 403), (status = 404),
+    responses((status = 200, body = TicketDocument), (status = 401), (status = 403), (status = 404),
         (status = 409, description = "Not allowed by the workflow; `allowed` lists the targets"),
         (status = 412), (status = 422)))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
@@ -573,7 +539,7 @@ pub async fn transition_ticket(
 
 #[utoipa::path(post, path = "/api/tickets/{id}/assign", tag = "tickets", request_body = AssignTicket,
     params(("id" = String, Path, description = "Ticket number")),
-    responses((status = 200, body = TicketBody), (status = 401), (status = 403), (status = 404),
+    responses((status = 200, body = TicketDocument), (status = 401), (status = 403), (status = 404),
         (status = 409), (status = 412), (status = 422)))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
 pub async fn assign_ticket(

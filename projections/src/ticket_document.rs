@@ -1,0 +1,78 @@
+//! The ticket as the API shows it: computed once by the projection and stored ready to
+//! send, and computed the same way from the log when the read model is behind.
+
+use arctyk_domain::{IssueType, Priority, Status, Ticket};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A ticket as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDocument {
+    /// The ticket number.
+    pub id: i64,
+    /// The number as the original API printed it, e.g. `TKT-000123`.
+    pub ticket_number: String,
+    pub title: String,
+    pub description: String,
+    #[schema(value_type = String, example = "new")]
+    pub status: Status,
+    /// `todo`, `in_progress` or `done`.
+    #[schema(value_type = String, example = "todo")]
+    pub status_category: arctyk_domain::StatusCategory,
+    #[schema(value_type = String, example = "medium")]
+    pub priority: Priority,
+    #[schema(value_type = String, example = "incident")]
+    pub issue_type: IssueType,
+    /// Email of whoever reported the ticket.
+    pub reporter: String,
+    /// Same as `reporter`, for clients of the original API.
+    pub requester: String,
+    pub assignee: Option<String>,
+    /// Same as `assignee`, for clients of the original API.
+    pub assigned_to: Option<String>,
+    pub project_id: Option<i64>,
+    pub tags: Vec<String>,
+    pub asset_ids: Vec<i64>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub response_due_at: Option<DateTime<Utc>>,
+    pub resolution_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub first_responded_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The number of events the ticket has; also its `ETag`.
+    pub version: u64,
+}
+
+impl From<Ticket> for TicketDocument {
+    fn from(t: Ticket) -> Self {
+        Self {
+            id: t.number,
+            ticket_number: format!("TKT-{:06}", t.number),
+            status_category: t.status_category(),
+            title: t.title,
+            description: t.description,
+            status: t.status,
+            priority: t.priority,
+            issue_type: t.issue_type,
+            requester: t.reporter.clone(),
+            reporter: t.reporter,
+            assigned_to: t.assignee.clone(),
+            assignee: t.assignee,
+            project_id: t.project_id,
+            tags: t.tags,
+            asset_ids: t.asset_ids,
+            due_at: t.due_at,
+            response_due_at: t.response_due_at,
+            resolution_due_at: t.resolution_due_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            first_responded_at: t.first_responded_at,
+            resolved_at: t.resolved_at,
+            closed_at: t.closed_at,
+            version: t.version,
+        }
+    }
+}
