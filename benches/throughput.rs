@@ -1,50 +1,102 @@
-//! Throughput benchmark: the real `arctyk` binary under 32 concurrent HTTP clients,
-//! against `pgbench` on the same PostgreSQL with an `events`-shaped table.
+//! Throughput benchmark: the real `arctyk` binary under 32 concurrent HTTP connections
+//! (driven by `wrk`, a C load generator, so that the client costs about what pgbench's
+//! own client costs), against `pgbench` on the same PostgreSQL with an `events`-shaped
+//! table.
 //!
-//! Run with `cargo bench --bench throughput`. Prints requests/s, p50 and p99 for
+//! Run with `cargo bench --bench throughput` (needs `wrk` and `pgbench`:
+//! `apt-get install wrk postgresql-contrib`). Prints requests/s, p50 and p99 for
 //! create-ticket and get-ticket, pgbench's single-row INSERT and SELECT TPS at 32 clients,
 //! and the ratios the ticket core must meet (≥ 25 % for create, ≥ 50 % for get).
 //! `ARCTYK_BENCH_SECONDS` sets each phase's length (default 10),
 //! `ARCTYK_BENCH_DATABASE_URL` the server (default the local PostgreSQL).
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CLIENTS: usize = 32;
 
+/// What `wrk` measured in one phase.
 struct Phase {
     name: &'static str,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
     requests: u64,
     errors: u64,
-    seconds: f64,
-    latencies_us: Vec<u64>,
 }
 
 impl Phase {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-
-    fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
-    }
-
     fn print(&self) {
         println!(
             "{:<12} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {} requests, {} errors",
-            self.name,
-            self.rate(),
-            self.percentile(0.50),
-            self.percentile(0.99),
-            self.requests,
-            self.errors
+            self.name, self.rate, self.p50_ms, self.p99_ms, self.requests, self.errors
         );
+    }
+}
+
+/// `wrk` prints latencies as `1.23ms`, `456.00us` or `1.02s`.
+fn millis(text: &str) -> f64 {
+    let (number, unit) =
+        text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len()));
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => value / 1000.0,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => value,
+    }
+}
+
+fn wrk(name: &'static str, url: &str, token: &str, script: &str, seconds: u64) -> Phase {
+    let dir = std::env::temp_dir().join(format!("arctyk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(format!("{name}.lua"));
+    std::fs::write(&file, script).expect("script written");
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{CLIENTS}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&file)
+        .args(["-H", &format!("Authorization: Bearer {token}"), url])
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l[prefix.len()..].trim().to_owned())
+    };
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let non_2xx: u64 = field("Non-2xx or 3xx responses:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let socket_errors: u64 = field("Socket errors:")
+        .map(|l| {
+            l.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Phase {
+        name,
+        rate: field("Requests/sec:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0),
+        p50_ms: field("50%").map(|v| millis(&v)).unwrap_or(f64::NAN),
+        p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
+        requests,
+        errors: non_2xx + socket_errors,
     }
 }
 
@@ -95,51 +147,6 @@ fn pgbench(server_url: &str, database: &str, script: &str, seconds: u64) -> f64 
         .and_then(|l| l["tps = ".len()..].split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
-}
-
-async fn drive<F, Fut>(name: &'static str, seconds: u64, request: F) -> Phase
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let request = Arc::new(request);
-    let counter = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let request = request.clone();
-        let counter = counter.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let sent = Instant::now();
-                if !request(n).await {
-                    errors += 1;
-                }
-                latencies.push(sent.elapsed().as_micros() as u64);
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (l, e) = task.await.expect("client task");
-        latencies_us.extend(l);
-        errors += e;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    latencies_us.sort_unstable();
-    Phase {
-        name,
-        requests: latencies_us.len() as u64,
-        errors,
-        seconds,
-        latencies_us,
-    }
 }
 
 #[tokio::main]
@@ -208,37 +215,38 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    println!("arctyk throughput, {CLIENTS} concurrent clients, {seconds}s per phase");
-    let create = {
-        let (client, base, token) = (client.clone(), base.clone(), token.clone());
-        drive("create", seconds, move |n| {
-            let request = client
-                .post(format!("{base}/api/tickets/"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({
-                    "title": format!("Benchmark ticket {n}"),
-                    "description": "Load generated by benches/throughput.rs",
-                    "priority": "high",
-                }))
-                .send();
-            async move { matches!(request.await, Ok(r) if r.status() == 201) }
-        })
-        .await
-    };
+    println!("arctyk throughput, {CLIENTS} concurrent connections, {seconds}s per phase");
+    let create = wrk(
+        "create",
+        &format!("{base}/api/tickets/"),
+        &token,
+        r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"title": "Benchmark ticket ' .. counter .. '", "description": "Load generated by benches/throughput.rs", "priority": "high"}'
+  return wrk.format(nil, nil, nil, body)
+end
+"#,
+        seconds,
+    );
     create.print();
-    let created = create.requests.max(1);
-    let get = {
-        let (client, base, token) = (client.clone(), base.clone(), token.clone());
-        drive("get", seconds, move |n| {
-            let id = n % created + 1;
-            let request = client
-                .get(format!("{base}/api/tickets/{id}/"))
-                .bearer_auth(&token)
-                .send();
-            async move { matches!(request.await, Ok(r) if r.status() == 200) }
-        })
-        .await
-    };
+    let get = wrk(
+        "get",
+        &base,
+        &token,
+        &format!(
+            r#"counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/api/tickets/" .. (counter % {} + 1) .. "/")
+end
+"#,
+            create.requests.max(1)
+        ),
+        seconds,
+    );
     get.print();
 
     psql(
@@ -269,8 +277,8 @@ async fn main() {
     );
     println!(
         "ratio        create {:.0}% of INSERT (target >= 25%), get {:.0}% of SELECT (target >= 50%), errors {}",
-        100.0 * create.rate() / insert_tps,
-        100.0 * get.rate() / select_tps,
+        100.0 * create.rate / insert_tps,
+        100.0 * get.rate / select_tps,
         create.errors + get.errors
     );
 }

@@ -3,6 +3,11 @@
 
 use clap::Parser;
 
+// Many small allocations per request (JSON, headers, query results); mimalloc serves
+// them measurably faster than the system allocator under concurrency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = arctyk::cli::Cli::parse();

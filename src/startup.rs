@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use arctyk_projections::subscription::{listen_for_events, LogNotifier};
 use arctyk_projections::{Subscription, TicketProjection, TicketReads};
 use axum::extract::Request;
+use axum::serve::ListenerExt;
 use axum::ServiceExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -133,8 +134,14 @@ impl Application {
         // Trailing slashes are trimmed before routing, so `/api/tickets/1/` and
         // `/api/tickets/1` reach the same handler.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
+        // Small JSON answers go out at once instead of waiting on Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(
-            self.listener,
+            listener,
             ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
         )
         .with_graceful_shutdown(stop)

@@ -132,15 +132,13 @@ impl TicketService {
             metadata.insert("client_addr".to_owned(), addr.clone());
         }
 
-        let lock = self.ticket_lock(number);
-        let result = {
-            let _turn = lock.lock().await;
-            self.execute_with_retries(number, command, metadata).await
-        };
-        self.release_ticket_lock(number, lock);
-        result?;
+        // The write runs in its own task: a client that hangs up mid-request cannot cut
+        // it off between its steps, and the per-ticket queue is always released.
+        let service = self.clone();
+        tokio::spawn(async move { service.commit(number, command, metadata).await })
+            .await
+            .map_err(|error| ServiceError::Internal(format!("command task failed: {error}")))??;
 
-        self.notifier.appended();
         let visible = match self.log.last_position(number).await? {
             Some(position) => {
                 self.progress
@@ -150,12 +148,30 @@ impl TicketService {
             None => true,
         };
         if !visible {
-            tracing::warn!(
+            tracing::debug!(
                 number,
                 "read models lag behind the log; answering from the log"
             );
         }
         Ok(Written { number, visible })
+    }
+
+    /// Appends the command's events, one command at a time per ticket in this process.
+    async fn commit(
+        &self,
+        number: i64,
+        command: TicketCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), ServiceError> {
+        let lock = self.ticket_lock(number);
+        let result = {
+            let _turn = lock.lock().await;
+            self.execute_with_retries(number, command, metadata).await
+        };
+        self.release_ticket_lock(number, lock);
+        result?;
+        self.notifier.appended();
+        Ok(())
     }
 
     async fn execute_with_retries(
