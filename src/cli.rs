@@ -3,7 +3,9 @@
 
 use arctyk_domain::Role;
 use arctyk_projections::rebuild::rebuild;
-use arctyk_projections::{ticket_projection, TicketProjection};
+use arctyk_projections::{
+    catalog_projection, ticket_projection, CatalogProjection, TicketProjection,
+};
 use clap::{Parser, Subcommand};
 
 use crate::store::users::Users;
@@ -111,6 +113,15 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             eprintln!(
                 "\rrebuilt read models from {total} events in {seconds:.1}s ({:.0} events/s)",
                 total as f64 / seconds.max(1e-6)
+            );
+            let started = std::time::Instant::now();
+            let total = rebuild(&pool, &CatalogProjection, catalog_projection::TABLES, |n| {
+                eprint!("\rreplayed {n} events into projects and assets");
+            })
+            .await?;
+            eprintln!(
+                "\rrebuilt project and asset read models from {total} events in {:.1}s",
+                started.elapsed().as_secs_f64()
             );
         }
     }

@@ -2,6 +2,7 @@
 //! event log, and the wiring of the log's subscribers.
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -9,6 +10,7 @@ pub mod http;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod ticket_links;
 pub mod tickets;
 
 pub use config::Config;

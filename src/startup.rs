@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use arctyk_projections::subscription::{listen_for_events, LogNotifier};
-use arctyk_projections::{Subscription, TicketProjection, TicketReads};
+use arctyk_projections::{CatalogProjection, Subscription, TicketProjection, TicketReads};
 use axum::extract::Request;
 use axum::serve::ListenerExt;
 use axum::ServiceExt;
@@ -15,9 +15,11 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::auth::Authenticator;
+use crate::catalog::CatalogService;
 use crate::http::{self, ApiState};
 use crate::store::ticket_log::TicketLog;
 use crate::store::users::Users;
+use crate::ticket_links::LinkMirror;
 use crate::tickets::TicketService;
 use crate::{db, Config};
 
@@ -61,17 +63,20 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let projection = Subscription::new(pool.clone(), TicketProjection);
         let progress = projection.progress();
-        let notifier = LogNotifier::new(vec![projection.waker()]);
+        let catalog = Subscription::new(pool.clone(), CatalogProjection);
+        let catalog_progress = catalog.progress();
+        let notifier = LogNotifier::new(vec![projection.waker(), catalog.waker()]);
         let mut workers = vec![tokio::spawn(
             notifier.clone().run(pool.clone(), shutdown_rx.clone()),
         )];
         if config.run_subscribers {
             workers.push(tokio::spawn(listen_for_events(
                 pool.clone(),
-                vec![projection.waker()],
+                vec![projection.waker(), catalog.waker()],
                 shutdown_rx.clone(),
             )));
             workers.push(tokio::spawn(projection.run(shutdown_rx.clone())));
+            workers.push(tokio::spawn(catalog.run(shutdown_rx.clone())));
         }
 
         let users = Users::new(pool.clone());
@@ -80,6 +85,12 @@ impl Application {
                 TicketLog::new(pool.clone()),
                 TicketReads::new(pool.clone()),
                 progress,
+                notifier.clone(),
+                config.read_your_writes(),
+            ),
+            catalog: CatalogService::new(
+                pool.clone(),
+                catalog_progress,
                 notifier,
                 config.read_your_writes(),
             ),
@@ -88,6 +99,13 @@ impl Application {
             database: pool.clone(),
             public_url: config.public_url.clone(),
         };
+        if config.run_subscribers {
+            // Completes the other side of ticket links after a crash; it polls, as it
+            // only has work when the synchronous second write did not happen.
+            let link_mirror =
+                Subscription::new(pool.clone(), LinkMirror::new(state.tickets.clone()));
+            workers.push(tokio::spawn(link_mirror.run(shutdown_rx.clone())));
+        }
         let router = http::router(state, config.max_body_bytes);
 
         let listener =

@@ -157,7 +157,7 @@ impl TicketService {
     }
 
     /// Appends the command's events, one command at a time per ticket in this process.
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         number: i64,
         command: TicketCommand,

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::relations::TicketLink;
 use crate::sla::{resolution_target, response_target, SlaClock};
-use crate::values::{IssueType, Priority, Role, Status, StatusCategory, Visibility};
+use crate::values::{IssueType, LinkKind, Priority, Role, Status, StatusCategory, Visibility};
 use crate::workflow::{allowed_targets, transition_allowed};
 
 pub const TITLE_MAX: usize = 200;
@@ -139,6 +140,64 @@ pub enum TicketCommand {
         actor: Actor,
         at: DateTime<Utc>,
     },
+    /// Resolves or closes the ticket as a duplicate of `of`: the `duplicates` link and
+    /// the transition are recorded together, or neither is.
+    TransitionAsDuplicate {
+        of: i64,
+        to: Status,
+        comment: Option<String>,
+        comment_id: Uuid,
+        expected_version: Option<u64>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    AddTag {
+        tag: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    RemoveTag {
+        tag: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// Watchers are user emails; notifications will reach them.
+    AddWatcher {
+        email: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    RemoveWatcher {
+        email: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    LinkAsset {
+        asset_id: i64,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    UnlinkAsset {
+        asset_id: i64,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// Links this ticket to `other`. `mirror` marks the other side of a link made on
+    /// `other`, which closed tickets accept too.
+    Link {
+        kind: LinkKind,
+        other: i64,
+        mirror: bool,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    Unlink {
+        kind: LinkKind,
+        other: i64,
+        mirror: bool,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +249,54 @@ pub enum TicketEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    TagAdded {
+        tag: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    TagRemoved {
+        tag: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    WatcherAdded {
+        email: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    WatcherRemoved {
+        email: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    AssetLinked {
+        asset_id: i64,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    AssetUnlinked {
+        asset_id: i64,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// "This ticket `kind` `other`". `mirror` is true on the other side of a link made
+    /// on `other`; the originals are what keeps both sides in step after a crash.
+    TicketLinked {
+        kind: LinkKind,
+        other: i64,
+        #[serde(default)]
+        mirror: bool,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    TicketUnlinked {
+        kind: LinkKind,
+        other: i64,
+        #[serde(default)]
+        mirror: bool,
+        by: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl TicketEvent {
@@ -202,6 +309,14 @@ impl TicketEvent {
             TicketEvent::StatusChanged { .. } => "ticket.status_changed",
             TicketEvent::CommentAdded { .. } => "comment.created",
             TicketEvent::CommentEdited { .. } => "comment.updated",
+            TicketEvent::TagAdded { .. } => "ticket.tag_added",
+            TicketEvent::TagRemoved { .. } => "ticket.tag_removed",
+            TicketEvent::WatcherAdded { .. } => "ticket.watcher_added",
+            TicketEvent::WatcherRemoved { .. } => "ticket.watcher_removed",
+            TicketEvent::AssetLinked { .. } => "ticket.asset_linked",
+            TicketEvent::AssetUnlinked { .. } => "ticket.asset_unlinked",
+            TicketEvent::TicketLinked { .. } => "ticket.linked",
+            TicketEvent::TicketUnlinked { .. } => "ticket.unlinked",
         }
     }
 
@@ -213,6 +328,14 @@ impl TicketEvent {
         "ticket.status_changed",
         "comment.created",
         "comment.updated",
+        "ticket.tag_added",
+        "ticket.tag_removed",
+        "ticket.watcher_added",
+        "ticket.watcher_removed",
+        "ticket.asset_linked",
+        "ticket.asset_unlinked",
+        "ticket.linked",
+        "ticket.unlinked",
     ];
 
     /// The email of whoever caused the event.
@@ -223,7 +346,15 @@ impl TicketEvent {
             | TicketEvent::TicketAssigned { by, .. }
             | TicketEvent::StatusChanged { by, .. }
             | TicketEvent::CommentAdded { by, .. }
-            | TicketEvent::CommentEdited { by, .. } => by,
+            | TicketEvent::CommentEdited { by, .. }
+            | TicketEvent::TagAdded { by, .. }
+            | TicketEvent::TagRemoved { by, .. }
+            | TicketEvent::WatcherAdded { by, .. }
+            | TicketEvent::WatcherRemoved { by, .. }
+            | TicketEvent::AssetLinked { by, .. }
+            | TicketEvent::AssetUnlinked { by, .. }
+            | TicketEvent::TicketLinked { by, .. }
+            | TicketEvent::TicketUnlinked { by, .. } => by,
         }
     }
 
@@ -235,7 +366,15 @@ impl TicketEvent {
             | TicketEvent::TicketAssigned { at, .. }
             | TicketEvent::StatusChanged { at, .. }
             | TicketEvent::CommentAdded { at, .. }
-            | TicketEvent::CommentEdited { at, .. } => *at,
+            | TicketEvent::CommentEdited { at, .. }
+            | TicketEvent::TagAdded { at, .. }
+            | TicketEvent::TagRemoved { at, .. }
+            | TicketEvent::WatcherAdded { at, .. }
+            | TicketEvent::WatcherRemoved { at, .. }
+            | TicketEvent::AssetLinked { at, .. }
+            | TicketEvent::AssetUnlinked { at, .. }
+            | TicketEvent::TicketLinked { at, .. }
+            | TicketEvent::TicketUnlinked { at, .. } => *at,
         }
     }
 
@@ -317,6 +456,34 @@ impl TicketEvent {
                 set(&mut map, "comment_id", json!(comment_id), json!(comment_id));
                 set(&mut map, "body", json!(from), json!(to));
             }
+            TicketEvent::TagAdded { tag, .. } => set(&mut map, "tag", Value::Null, json!(tag)),
+            TicketEvent::TagRemoved { tag, .. } => set(&mut map, "tag", json!(tag), Value::Null),
+            TicketEvent::WatcherAdded { email, .. } => {
+                set(&mut map, "watcher", Value::Null, json!(email))
+            }
+            TicketEvent::WatcherRemoved { email, .. } => {
+                set(&mut map, "watcher", json!(email), Value::Null)
+            }
+            TicketEvent::AssetLinked { asset_id, .. } => {
+                set(&mut map, "asset_id", Value::Null, json!(asset_id))
+            }
+            TicketEvent::AssetUnlinked { asset_id, .. } => {
+                set(&mut map, "asset_id", json!(asset_id), Value::Null)
+            }
+            TicketEvent::TicketLinked { kind, other, .. } => {
+                let link = TicketLink {
+                    kind: *kind,
+                    ticket: *other,
+                };
+                set(&mut map, "link", Value::Null, json!(link))
+            }
+            TicketEvent::TicketUnlinked { kind, other, .. } => {
+                let link = TicketLink {
+                    kind: *kind,
+                    ticket: *other,
+                };
+                set(&mut map, "link", json!(link), Value::Null)
+            }
         }
         map
     }
@@ -331,6 +498,14 @@ impl DomainEvent for TicketEvent {
             TicketEvent::StatusChanged { .. } => "StatusChanged",
             TicketEvent::CommentAdded { .. } => "CommentAdded",
             TicketEvent::CommentEdited { .. } => "CommentEdited",
+            TicketEvent::TagAdded { .. } => "TagAdded",
+            TicketEvent::TagRemoved { .. } => "TagRemoved",
+            TicketEvent::WatcherAdded { .. } => "WatcherAdded",
+            TicketEvent::WatcherRemoved { .. } => "WatcherRemoved",
+            TicketEvent::AssetLinked { .. } => "AssetLinked",
+            TicketEvent::AssetUnlinked { .. } => "AssetUnlinked",
+            TicketEvent::TicketLinked { .. } => "TicketLinked",
+            TicketEvent::TicketUnlinked { .. } => "TicketUnlinked",
         };
         name.to_owned()
     }
@@ -368,7 +543,7 @@ pub enum TicketError {
     NotCommentAuthor,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> TicketError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> TicketError {
     TicketError::Invalid {
         field,
         message: message.into(),
@@ -484,6 +659,12 @@ pub struct Ticket {
     pub due_at: Option<DateTime<Utc>>,
     pub tags: Vec<String>,
     pub asset_ids: Vec<i64>,
+    /// Emails of the users who follow the ticket.
+    #[serde(default)]
+    pub watchers: Vec<String>,
+    /// Links to other tickets, in the order they were made.
+    #[serde(default)]
+    pub links: Vec<TicketLink>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub first_responded_at: Option<DateTime<Utc>>,
@@ -506,7 +687,10 @@ impl Ticket {
         self.status.category()
     }
 
-    fn ensure_changeable(&self, expected_version: Option<u64>) -> Result<(), TicketError> {
+    pub(crate) fn ensure_changeable(
+        &self,
+        expected_version: Option<u64>,
+    ) -> Result<(), TicketError> {
         if !self.exists() {
             return Err(TicketError::NotFound);
         }
@@ -522,6 +706,61 @@ impl Ticket {
             return Err(TicketError::Closed);
         }
         Ok(())
+    }
+
+    fn ensure_version(&self, expected_version: Option<u64>) -> Result<(), TicketError> {
+        if !self.exists() {
+            return Err(TicketError::NotFound);
+        }
+        match expected_version {
+            Some(expected) if expected != self.version => Err(TicketError::StaleVersion {
+                expected,
+                current: self.version,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The events of moving to `to`, checked against the workflow: none when the ticket
+    /// is already there, else the status change and the comment that came with it.
+    fn transition_events(
+        &self,
+        to: Status,
+        comment: Option<String>,
+        comment_id: Uuid,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<TicketEvent>, TicketError> {
+        if to == self.status {
+            return Ok(Vec::new());
+        }
+        if !transition_allowed(self.status, to) {
+            return Err(TicketError::TransitionRefused {
+                from: self.status,
+                to,
+                allowed: allowed_targets(self.status).to_vec(),
+            });
+        }
+        let comment = comment
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| valid_text("comment", &c, true))
+            .transpose()?;
+        let mut events = vec![TicketEvent::StatusChanged {
+            from: self.status,
+            to,
+            by: actor.email.clone(),
+            at,
+        }];
+        if let Some(body) = comment {
+            events.push(TicketEvent::CommentAdded {
+                comment_id,
+                body,
+                visibility: Visibility::Public,
+                by: actor.email.clone(),
+                at,
+            });
+        }
+        Ok(events)
     }
 
     fn retarget_sla(&mut self) {
@@ -657,46 +896,49 @@ impl Aggregate for Ticket {
                 actor,
                 at,
             } => {
-                if !self.exists() {
-                    return Err(TicketError::NotFound);
+                self.ensure_version(expected_version)?;
+                for event in self.transition_events(to, comment, comment_id, &actor, at)? {
+                    sink.write(event, self).await;
                 }
-                if let Some(expected) = expected_version {
-                    if expected != self.version {
-                        return Err(TicketError::StaleVersion {
-                            expected,
-                            current: self.version,
-                        });
-                    }
+            }
+            TicketCommand::TransitionAsDuplicate {
+                of,
+                to,
+                comment,
+                comment_id,
+                expected_version,
+                actor,
+                at,
+            } => {
+                self.ensure_changeable(expected_version)?;
+                if !matches!(to, Status::Resolved | Status::Closed) {
+                    return Err(invalid(
+                        "duplicate_of",
+                        "A duplicate is marked by resolving or closing the ticket",
+                    ));
                 }
-                if to == self.status {
-                    return Ok(());
-                }
-                if !transition_allowed(self.status, to) {
-                    return Err(TicketError::TransitionRefused {
-                        from: self.status,
-                        to,
-                        allowed: allowed_targets(self.status).to_vec(),
-                    });
-                }
-                let comment = comment
-                    .filter(|c| !c.trim().is_empty())
-                    .map(|c| valid_text("comment", &c, true))
-                    .transpose()?;
-                let event = TicketEvent::StatusChanged {
-                    from: self.status,
-                    to,
-                    by: actor.email.clone(),
+                let link = self.link_event(
+                    LinkKind::Duplicates,
+                    of,
+                    false,
+                    "duplicate_of",
+                    &actor.email,
                     at,
-                };
-                sink.write(event, self).await;
-                if let Some(body) = comment {
-                    let event = TicketEvent::CommentAdded {
-                        comment_id,
-                        body,
-                        visibility: Visibility::Public,
-                        by: actor.email,
-                        at,
-                    };
+                )?;
+                let transition = self.transition_events(to, comment, comment_id, &actor, at)?;
+                for event in link.into_iter().chain(transition) {
+                    sink.write(event, self).await;
+                }
+            }
+            command @ (TicketCommand::AddTag { .. }
+            | TicketCommand::RemoveTag { .. }
+            | TicketCommand::AddWatcher { .. }
+            | TicketCommand::RemoveWatcher { .. }
+            | TicketCommand::LinkAsset { .. }
+            | TicketCommand::UnlinkAsset { .. }
+            | TicketCommand::Link { .. }
+            | TicketCommand::Unlink { .. }) => {
+                for event in self.relation_events(command)? {
                     sink.write(event, self).await;
                 }
             }
@@ -880,6 +1122,14 @@ impl Aggregate for Ticket {
                     comment.edited_at = Some(at);
                 }
             }
+            event @ (TicketEvent::TagAdded { .. }
+            | TicketEvent::TagRemoved { .. }
+            | TicketEvent::WatcherAdded { .. }
+            | TicketEvent::WatcherRemoved { .. }
+            | TicketEvent::AssetLinked { .. }
+            | TicketEvent::AssetUnlinked { .. }
+            | TicketEvent::TicketLinked { .. }
+            | TicketEvent::TicketUnlinked { .. }) => self.apply_relation(event),
         }
     }
 }

@@ -113,6 +113,36 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// How one ticket relates to another, read as "this ticket <kind> the other": `A
+    /// blocks B`, `A duplicates B`, `A parent B` (A is B's parent). Every kind has an
+    /// inverse, which the other ticket records.
+    LinkKind {
+        RelatesTo => "relates_to",
+        Duplicates => "duplicates",
+        DuplicatedBy => "duplicated_by",
+        Blocks => "blocks",
+        BlockedBy => "blocked_by",
+        Parent => "parent",
+        Child => "child",
+    }
+);
+
+impl LinkKind {
+    /// The kind the other ticket records: `A blocks B` is `B blocked_by A`.
+    pub fn inverse(self) -> LinkKind {
+        match self {
+            LinkKind::RelatesTo => LinkKind::RelatesTo,
+            LinkKind::Duplicates => LinkKind::DuplicatedBy,
+            LinkKind::DuplicatedBy => LinkKind::Duplicates,
+            LinkKind::Blocks => LinkKind::BlockedBy,
+            LinkKind::BlockedBy => LinkKind::Blocks,
+            LinkKind::Parent => LinkKind::Child,
+            LinkKind::Child => LinkKind::Parent,
+        }
+    }
+}
+
 impl Status {
     pub fn category(self) -> StatusCategory {
         match self {
@@ -154,5 +184,41 @@ impl Role {
     /// Staff see every ticket and internal comments.
     pub fn is_staff(self) -> bool {
         !matches!(self, Role::EndUser)
+    }
+}
+
+named_enum!(
+    /// What sort of thing an asset is.
+    AssetKind {
+        Laptop => "laptop",
+        Server => "server",
+        Printer => "printer",
+        Network => "network",
+        Software => "software",
+        Other => "other",
+    }
+);
+
+named_enum!(
+    /// Where an asset stands in its life.
+    AssetStatus {
+        InUse => "in_use",
+        InStock => "in_stock",
+        InRepair => "in_repair",
+        Retired => "retired",
+    }
+);
+
+#[allow(clippy::derivable_impls)]
+impl Default for AssetKind {
+    fn default() -> Self {
+        AssetKind::Other
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for AssetStatus {
+    fn default() -> Self {
+        AssetStatus::InStock
     }
 }

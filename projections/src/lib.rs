@@ -1,12 +1,16 @@
 //! Read models derived from Arctyk's event log, and the checkpointed subscription
 //! mechanism that projections and delivery processors share.
 
+pub mod catalog_projection;
+pub mod catalog_reads;
 pub mod rebuild;
 pub mod subscription;
 pub mod ticket_document;
 pub mod ticket_projection;
 pub mod ticket_reads;
 
+pub use catalog_projection::CatalogProjection;
+pub use catalog_reads::{AssetDocument, AssetFilter, CatalogReads, ProjectDocument, ProjectFilter};
 pub use subscription::{
     LogPosition, Processor, ProcessorError, Progress, StoredEvent, Subscription,
 };

@@ -1,7 +1,7 @@
 //! The ticket as the API shows it: computed once by the projection and stored ready to
 //! send, and computed the same way from the log when the read model is behind.
 
-use arctyk_domain::{IssueType, Priority, Status, Ticket};
+use arctyk_domain::{IssueType, LinkKind, Priority, Status, Ticket, TicketLink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -34,6 +34,10 @@ pub struct TicketDocument {
     pub project_id: Option<i64>,
     pub tags: Vec<String>,
     pub asset_ids: Vec<i64>,
+    /// Emails of the users who follow the ticket.
+    pub watchers: Vec<String>,
+    /// Links to other tickets, each read as "this ticket `kind` `ticket`".
+    pub links: Vec<LinkDocument>,
     pub due_at: Option<DateTime<Utc>>,
     pub response_due_at: Option<DateTime<Utc>>,
     pub resolution_due_at: Option<DateTime<Utc>>,
@@ -64,6 +68,8 @@ impl From<Ticket> for TicketDocument {
             project_id: t.project_id,
             tags: t.tags,
             asset_ids: t.asset_ids,
+            watchers: t.watchers,
+            links: t.links.into_iter().map(LinkDocument::from).collect(),
             due_at: t.due_at,
             response_due_at: t.response_due_at,
             resolution_due_at: t.resolution_due_at,
@@ -73,6 +79,26 @@ impl From<Ticket> for TicketDocument {
             resolved_at: t.resolved_at,
             closed_at: t.closed_at,
             version: t.version,
+        }
+    }
+}
+
+/// One link from a ticket to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LinkDocument {
+    /// `relates_to`, `duplicates`, `duplicated_by`, `blocks`, `blocked_by`, `parent`
+    /// (this ticket is the other's parent) or `child`.
+    #[schema(value_type = String, example = "blocks")]
+    pub kind: LinkKind,
+    /// The other ticket's number.
+    pub ticket: i64,
+}
+
+impl From<TicketLink> for LinkDocument {
+    fn from(link: TicketLink) -> Self {
+        Self {
+            kind: link.kind,
+            ticket: link.ticket,
         }
     }
 }

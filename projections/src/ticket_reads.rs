@@ -212,6 +212,28 @@ impl TicketReads {
     }
 }
 
+impl TicketReads {
+    /// The tickets that name `asset_id` among their assets, newest first, as stored API
+    /// documents; only those `reporter` reported, when given.
+    pub async fn with_asset(
+        &self,
+        asset_id: i64,
+        reporter: Option<&str>,
+    ) -> Result<Vec<Box<RawValue>>, sqlx::Error> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body::text FROM ticket_views
+              WHERE state -> 'asset_ids' @> jsonb_build_array($1::bigint)
+                AND ($2::text IS NULL OR lower(reporter) = lower($2))
+              ORDER BY number DESC",
+        )
+        .bind(asset_id)
+        .bind(reporter)
+        .fetch_all(&self.pool)
+        .await?;
+        bodies.into_iter().map(raw).collect()
+    }
+}
+
 /// Appends the filter's conditions to a query over `ticket_views … WHERE true`.
 fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {

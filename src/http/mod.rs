@@ -1,10 +1,14 @@
 //! The REST API: one module per resource, each with its own `router()`, merged here.
 
+pub mod assets;
+pub mod catalog;
 pub mod comments;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod projects;
+pub mod ticket_relations;
 pub mod tickets;
 pub mod workflow;
 
@@ -15,6 +19,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
+use crate::catalog::CatalogService;
 use crate::store::users::Users;
 use crate::tickets::TicketService;
 use error::AppError;
@@ -23,6 +28,8 @@ use error::AppError;
 #[derive(Clone)]
 pub struct ApiState {
     pub tickets: TicketService,
+    /// Projects and assets.
+    pub catalog: CatalogService,
     pub users: Users,
     pub auth: Authenticator,
     pub database: sqlx::PgPool,
@@ -40,7 +47,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .merge(openapi::router())
         .merge(workflow::router())
         .merge(tickets::router())
+        .merge(ticket_relations::router())
         .merge(comments::router())
+        .merge(projects::router())
+        .merge(assets::router())
         .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     Router::new()

@@ -29,7 +29,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 /// A ticket with its `ETag`.
-fn ticket_response(status: StatusCode, ticket: Ticket, location: bool) -> Response {
+pub(super) fn ticket_response(status: StatusCode, ticket: Ticket, location: bool) -> Response {
     let (number, version) = (ticket.number, ticket.version);
     let body = Json(TicketDocument::from(ticket));
     document_response(status, number, version, body, location)
@@ -129,6 +129,11 @@ pub struct TransitionTicket {
     /// A public comment recorded with the transition.
     #[serde(default)]
     pub comment: Option<String>,
+    /// With `status` `resolved` or `closed`: the ticket this one duplicates. The
+    /// `duplicates` link (and `duplicated_by` on that ticket) is recorded with the
+    /// transition.
+    #[serde(default)]
+    pub duplicate_of: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -151,7 +156,7 @@ pub struct ListQuery {
     pub priority: Option<String>,
     /// `me`, `none`, `any`, an email or a user id.
     pub assigned: Option<String>,
-    /// Project id.
+    /// Project id or key (e.g. `NET`).
     pub project: Option<String>,
     /// Page number, from 1.
     pub page: Option<String>,
@@ -195,7 +200,7 @@ impl From<HistoryEntry> for HistoryItem {
     }
 }
 
-fn actor(caller: &Caller) -> Actor {
+pub(super) fn actor(caller: &Caller) -> Actor {
     Actor {
         email: caller.user.email.clone(),
         role: caller.user.role,
@@ -218,7 +223,7 @@ pub async fn visible_ticket(state: &ApiState, caller: &Caller, raw_id: &str) -> 
     }
 }
 
-fn staff_only(caller: &Caller, what: &str) -> Result<()> {
+pub(super) fn staff_only(caller: &Caller, what: &str) -> Result<()> {
     if caller.is_staff() {
         Ok(())
     } else {
@@ -282,6 +287,7 @@ pub async fn create_ticket(
         &asset_ids,
         body.project_id,
     )?;
+    check_references(&state, body.project_id, &asset_ids).await?;
     let number = state.tickets.next_number().await?;
     let command = TicketCommand::Create {
         number,
@@ -366,6 +372,41 @@ fn capitalise(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `project` names a project by id or by key; an unknown key matches no ticket.
+async fn project_filter(state: &ApiState, raw: &Option<String>) -> Result<Option<i64>> {
+    match raw.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(text) if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
+            positive("project", raw)
+        }
+        Some(key) => Ok(Some(
+            state.catalog.project_id_for_key(key).await?.unwrap_or(0),
+        )),
+    }
+}
+
+/// A ticket may only point at projects and assets that exist.
+pub async fn check_references(
+    state: &ApiState,
+    project_id: Option<i64>,
+    asset_ids: &[i64],
+) -> Result<()> {
+    if let Some(id) = project_id.filter(|id| *id > 0) {
+        if state.catalog.project(id).await?.is_none() {
+            return Err(AppError::invalid("project_id", "No project with this id"));
+        }
+    }
+    for id in asset_ids.iter().filter(|id| **id > 0) {
+        if state.catalog.asset(*id).await?.is_none() {
+            return Err(AppError::invalid(
+                "asset_ids",
+                format!("No asset with id {id}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn positive(field: &str, raw: &Option<String>) -> Result<Option<i64>> {
     match raw.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(None),
@@ -411,7 +452,7 @@ pub async fn list_tickets(
         statuses: parse_list("status", &query.status)?,
         priorities: parse_list("priority", &query.priority)?,
         assigned,
-        project_id: positive("project", &query.project)?,
+        project_id: project_filter(&state, &query.project).await?,
         reporter: (!caller.is_staff()).then(|| caller.user.email.clone()),
         offset: (page - 1).saturating_mul(limit),
         limit,
@@ -482,6 +523,12 @@ pub async fn update_ticket(
     if staff_fields {
         staff_only(&caller, "change fields other than title and description")?;
     }
+    check_references(
+        &state,
+        body.project_id.flatten(),
+        body.asset_ids.as_deref().unwrap_or_default(),
+    )
+    .await?;
     let command = TicketCommand::Update {
         patch: TicketPatch {
             title: body.title,
@@ -521,6 +568,22 @@ pub async fn transition_ticket(
 ) -> Result<Response> {
     let ticket = visible_ticket(&state, &caller, &id).await?;
     staff_only(&caller, "change a ticket's status")?;
+    if let Some(of) = body.duplicate_of {
+        let written = state
+            .tickets
+            .transition_as_duplicate(
+                ticket.number,
+                of,
+                body.status,
+                body.comment,
+                if_match(&headers)?,
+                &actor(&caller),
+                &caller.context,
+            )
+            .await?;
+        let ticket = state.tickets.ticket_after_write(written).await?;
+        return Ok(ticket_response(StatusCode::OK, ticket, false));
+    }
     let command = TicketCommand::Transition {
         to: body.status,
         comment: body.comment,

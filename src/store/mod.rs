@@ -1,5 +1,6 @@
 //! Persistence, one module per concern. Handlers and processors call these; no SQL lives
 //! anywhere else in the server.
 
+pub mod catalog_log;
 pub mod ticket_log;
 pub mod users;

@@ -59,8 +59,8 @@ fn fifty_distinct_changes() -> Vec<(&'static str, Value)> {
             "tags",
             (0..8).map(|i| json!([format!("floor-{i}")])).collect(),
         ),
-        ("asset_ids", (0..8).map(|i| json!([100 + i])).collect()),
-        ("project_id", (0..8).map(|i| json!(10 + i)).collect()),
+        ("asset_ids", (0..8).map(|i| json!([1 + i])).collect()),
+        ("project_id", (0..8).map(|i| json!(1 + i)).collect()),
     ];
     values.iter_mut().for_each(|(_, v)| v.reverse());
     // Round-robin over the fields, so that neighbouring requests touch different fields.
@@ -82,6 +82,7 @@ fn fifty_distinct_changes() -> Vec<(&'static str, Value)> {
 async fn fifty_concurrent_patches_all_land_in_one_consistent_history() {
     let app = spawn_app().await;
     let token = app.agent().await;
+    app.seed_catalog(&token, 8, 8).await;
     let ticket = app
         .create_ticket(&token, json!({"title": "Printer on floor 3"}))
         .await;

@@ -280,7 +280,8 @@ async fn bad_paging_and_project_parameters_are_422() {
         ("limit=abc", "limit"),
         ("limit=0", "limit"),
         ("limit=1.5", "limit"),
-        ("project=abc", "project"),
+        ("project=-5", "project"),
+        ("project=0", "project"),
     ] {
         let response = app.get(&format!("/api/tickets/?{query}"), &token).await;
         let body = problem(response, 422).await;

@@ -146,6 +146,21 @@ impl TestApp {
             .await
     }
 
+    /// Creates `projects` projects (ids 1, 2 … with keys P1, P2 …) and `assets` assets
+    /// (ids 1, 2 … with tags TAG-1, TAG-2 …), for tickets to point at.
+    pub async fn seed_catalog(&self, token: &str, projects: usize, assets: usize) {
+        for n in 1..=projects {
+            let body = serde_json::json!({"key": format!("P{n}"), "name": format!("Project {n}")});
+            let response = self.post("/api/projects/", token, &body).await;
+            assert_eq!(response.status(), 201, "seed project {n}");
+        }
+        for n in 1..=assets {
+            let body = serde_json::json!({"tag": format!("TAG-{n}"), "name": format!("Asset {n}"), "kind": "laptop"});
+            let response = self.post("/api/assets/", token, &body).await;
+            assert_eq!(response.status(), 201, "seed asset {n}");
+        }
+    }
+
     /// Creates a ticket and returns its body.
     pub async fn create_ticket(&self, token: &str, body: Value) -> Value {
         let response = self.post("/api/tickets/", token, &body).await;

@@ -1,14 +1,17 @@
 //! Integration tests: the real application on port 0 against a fresh PostgreSQL
 //! database per test, driven over HTTP.
 
+mod assets;
 mod cli;
 mod comments;
 mod concurrency;
 mod errors;
 mod event_log;
 mod helpers;
+mod links;
 mod openapi;
 mod projection;
+mod projects;
 mod roles;
 mod tickets;
 mod workflow;

@@ -30,6 +30,19 @@ fn expected_routes() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "/api/tickets/{id}/comments/{comment_id}",
             BTreeSet::from(["patch"]),
         ),
+        (
+            "/api/tickets/{id}/links",
+            BTreeSet::from(["get", "post", "delete"]),
+        ),
+        ("/api/tickets/{id}/tags", BTreeSet::from(["post", "delete"])),
+        (
+            "/api/tickets/{id}/watchers",
+            BTreeSet::from(["post", "delete"]),
+        ),
+        (
+            "/api/tickets/{id}/assets",
+            BTreeSet::from(["post", "delete"]),
+        ),
     ])
 }
 

@@ -112,6 +112,7 @@ async fn a_created_ticket_reads_back_with_its_location_and_etag() {
 async fn a_ticket_created_with_every_field_shows_them_all() {
     let app = spawn_app().await;
     let token = app.admin().await;
+    app.seed_catalog(&token, 7, 12).await;
     app.agent().await;
     let response = app
         .post(
@@ -284,6 +285,7 @@ async fn the_list_searches_title_description_and_number() {
 async fn the_list_filters_by_status_priority_and_project() {
     let app = spawn_app().await;
     let token = app.admin().await;
+    app.seed_catalog(&token, 2, 0).await;
     app.create_ticket(
         &token,
         json!({"title": "A", "priority": "low", "project_id": 1}),
@@ -326,6 +328,10 @@ async fn the_list_filters_by_status_priority_and_project() {
     assert_eq!(ids(&list(&app, &token, "project=2").await), vec![2]);
     assert_eq!(ids(&list(&app, &token, "project=1").await), vec![1]);
     assert_eq!(list(&app, &token, "project=9").await["count"], 0);
+    // Projects are also named by key, in any case; an unknown key matches nothing.
+    assert_eq!(ids(&list(&app, &token, "project=P2").await), vec![2]);
+    assert_eq!(ids(&list(&app, &token, "project=p1").await), vec![1]);
+    assert_eq!(list(&app, &token, "project=NOPE").await["count"], 0);
     assert_eq!(
         ids(&list(&app, &token, "status=new,open&priority=low").await),
         vec![1]
@@ -493,6 +499,7 @@ async fn the_page_size_defaults_to_20_and_is_capped_at_100() {
 async fn patching_fields_answers_the_new_ticket_and_a_new_version() {
     let app = spawn_app().await;
     let token = app.admin().await;
+    app.seed_catalog(&token, 3, 4).await;
     app.create_ticket(
         &token,
         json!({"title": "Old", "due_at": "2030-01-01T00:00:00Z", "project_id": 3}),

@@ -1,0 +1,268 @@
+//! The `catalog` projection: project and asset views and their histories, kept from the
+//! log by replaying each event through the domain's own `apply`.
+//!
+//! Like the `tickets` projection, a batch is written set-wise: one query loads the
+//! touched records of each kind, and one statement per table writes the batch.
+
+use std::collections::HashMap;
+
+use arctyk_domain::{Asset, AssetEvent, Project, ProjectEvent};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
+
+use crate::subscription::{Processor, ProcessorError, StoredEvent};
+
+/// Read-model tables this projection owns, emptied by a rebuild. The key and tag
+/// reservations belong to the write side and are not among them.
+pub const TABLES: &[&str] = &[
+    "project_views",
+    "project_history",
+    "asset_views",
+    "asset_history",
+];
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CatalogProjection;
+
+impl CatalogProjection {
+    pub const NAME: &'static str = "catalog";
+}
+
+/// An aggregate whose views and history this projection keeps.
+trait Catalogued: Aggregate + Default + Serialize + DeserializeOwned {
+    const VIEWS: &'static str;
+    const HISTORY: &'static str;
+    /// The history table's column naming the record.
+    const HISTORY_ID: &'static str;
+    /// The view table's columns besides `state`, with their types, in row order.
+    const COLUMNS: &'static [(&'static str, &'static str)];
+    fn version(&self) -> u64;
+    /// The view row's columns (without `state`).
+    fn columns(&self) -> Value;
+    fn event_name(event: &Self::Event) -> &'static str;
+    fn event_actor(event: &Self::Event) -> &str;
+    fn event_changes(event: &Self::Event) -> Map<String, Value>;
+}
+
+impl Catalogued for Project {
+    const VIEWS: &'static str = "project_views";
+    const HISTORY: &'static str = "project_history";
+    const HISTORY_ID: &'static str = "project_id";
+    const COLUMNS: &'static [(&'static str, &'static str)] = &[
+        ("id", "bigint"),
+        ("key", "text"),
+        ("name", "text"),
+        ("description", "text"),
+        ("lead", "text"),
+        ("archived", "boolean"),
+        ("created_at", "timestamptz"),
+        ("updated_at", "timestamptz"),
+        ("version", "bigint"),
+    ];
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn columns(&self) -> Value {
+        json!({
+            "id": self.id, "key": self.key, "name": self.name,
+            "description": self.description, "lead": self.lead, "archived": self.archived,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+            "version": self.version,
+        })
+    }
+    fn event_name(event: &ProjectEvent) -> &'static str {
+        event.name()
+    }
+    fn event_actor(event: &ProjectEvent) -> &str {
+        event.actor()
+    }
+    fn event_changes(event: &ProjectEvent) -> Map<String, Value> {
+        event.changes()
+    }
+}
+
+impl Catalogued for Asset {
+    const VIEWS: &'static str = "asset_views";
+    const HISTORY: &'static str = "asset_history";
+    const HISTORY_ID: &'static str = "asset_id";
+    const COLUMNS: &'static [(&'static str, &'static str)] = &[
+        ("id", "bigint"),
+        ("tag", "text"),
+        ("name", "text"),
+        ("kind", "text"),
+        ("serial", "text"),
+        ("owner", "text"),
+        ("status", "text"),
+        ("location", "text"),
+        ("archived", "boolean"),
+        ("created_at", "timestamptz"),
+        ("updated_at", "timestamptz"),
+        ("version", "bigint"),
+    ];
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn columns(&self) -> Value {
+        json!({
+            "id": self.id, "tag": self.tag, "name": self.name, "kind": self.kind,
+            "serial": self.serial, "owner": self.owner, "status": self.status,
+            "location": self.location, "archived": self.archived,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+            "version": self.version,
+        })
+    }
+    fn event_name(event: &AssetEvent) -> &'static str {
+        event.name()
+    }
+    fn event_actor(event: &AssetEvent) -> &str {
+        event.actor()
+    }
+    fn event_changes(event: &AssetEvent) -> Map<String, Value> {
+        event.changes()
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryRow<'a> {
+    id: i64,
+    sequence: i64,
+    event: &'static str,
+    recorded_at: DateTime<Utc>,
+    actor: &'a str,
+    changes: Value,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Value, ProcessorError> {
+    serde_json::to_value(value).map_err(|error| ProcessorError::Other(error.to_string()))
+}
+
+fn aggregate_number(event: &StoredEvent) -> Result<i64, ProcessorError> {
+    event
+        .aggregate_id
+        .parse()
+        .map_err(|_| ProcessorError::Malformed {
+            position: event.position,
+            message: format!("aggregate id {:?} is not a number", event.aggregate_id),
+        })
+}
+
+impl Processor for CatalogProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn process(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProcessorError> {
+        project_kind::<Project>(conn, events).await?;
+        project_kind::<Asset>(conn, events).await
+    }
+}
+
+/// Applies the batch's events of one aggregate type to their views and histories.
+async fn project_kind<A: Catalogued>(
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<(), ProcessorError> {
+    let events: Vec<(&StoredEvent, i64, A::Event)> = events
+        .iter()
+        .filter(|e| e.aggregate_type == A::TYPE)
+        .map(|e| {
+            let event = serde_json::from_value(e.payload.clone()).map_err(|error| {
+                ProcessorError::Malformed {
+                    position: e.position,
+                    message: error.to_string(),
+                }
+            })?;
+            Ok((e, aggregate_number(e)?, event))
+        })
+        .collect::<Result<_, ProcessorError>>()?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<i64> = events.iter().map(|(_, id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(i64, Value)> = sqlx::query_as(&format!(
+        "SELECT id, state FROM {} WHERE id = ANY($1)",
+        A::VIEWS
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut states: HashMap<i64, A> = HashMap::with_capacity(ids.len());
+    for (id, state) in rows {
+        let record = serde_json::from_value(state)
+            .map_err(|error| ProcessorError::Other(format!("{} {id}: {error}", A::VIEWS)))?;
+        states.insert(id, record);
+    }
+
+    let mut history = Vec::with_capacity(events.len());
+    for (stored, id, event) in &events {
+        let record = states.entry(*id).or_default();
+        if record.version() + 1 != stored.sequence as u64 {
+            return Err(ProcessorError::Other(format!(
+                "{} {id} is at version {} but the next event has sequence {}",
+                A::TYPE,
+                record.version(),
+                stored.sequence
+            )));
+        }
+        record.apply(event.clone());
+        history.push(HistoryRow {
+            id: *id,
+            sequence: stored.sequence,
+            event: A::event_name(event),
+            recorded_at: stored.recorded_at,
+            actor: A::event_actor(event),
+            changes: Value::Object(A::event_changes(event)),
+        });
+    }
+
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({id_column}, sequence, event, recorded_at, actor, changes)
+         SELECT * FROM jsonb_to_recordset($1) AS r(id bigint, sequence bigint, event text,
+             recorded_at timestamptz, actor text, changes jsonb)",
+        table = A::HISTORY,
+        id_column = A::HISTORY_ID,
+    ))
+    .bind(encode(&history)?)
+    .execute(&mut *conn)
+    .await?;
+
+    let mut rows = Vec::with_capacity(states.len());
+    for record in states.values() {
+        let mut row = record.columns();
+        row["state"] = encode(record)?;
+        rows.push(row);
+    }
+    let names: Vec<&str> = A::COLUMNS.iter().map(|(name, _)| *name).collect();
+    let typed: Vec<String> = A::COLUMNS
+        .iter()
+        .map(|(name, kind)| format!("{name} {kind}"))
+        .collect();
+    let updates: Vec<String> = names
+        .iter()
+        .filter(|name| **name != "id")
+        .map(|name| format!("{name} = excluded.{name}"))
+        .collect();
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({columns}, state)
+         SELECT {columns}, state FROM jsonb_to_recordset($1) AS r({typed}, state jsonb)
+         ON CONFLICT (id) DO UPDATE SET {updates}, state = excluded.state",
+        table = A::VIEWS,
+        columns = names.join(", "),
+        typed = typed.join(", "),
+        updates = updates.join(", "),
+    ))
+    .bind(encode(&rows)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
