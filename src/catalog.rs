@@ -15,9 +15,9 @@ use arctyk_domain::{
 };
 use arctyk_projections::subscription::LogNotifier;
 use arctyk_projections::{CatalogReads, Progress};
-use chrono::Utc;
 use cqrs_es::AggregateError;
 
+use crate::clock::Clock;
 use crate::store::catalog_log::{CatalogLog, Catalogued};
 use crate::tickets::RequestContext;
 
@@ -93,6 +93,7 @@ pub struct CatalogService {
     progress: Progress,
     notifier: LogNotifier,
     read_your_writes: Duration,
+    clock: Arc<dyn Clock>,
     /// One command at a time per record in this process, so that concurrent requests
     /// queue instead of failing on the log's optimistic lock.
     in_flight: Arc<Mutex<RecordLocks>>,
@@ -104,8 +105,10 @@ impl CatalogService {
         progress: Progress,
         notifier: LogNotifier,
         read_your_writes: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            clock,
             projects: CatalogLog::new(pool.clone()),
             assets: CatalogLog::new(pool.clone()),
             reads: CatalogReads::new(pool),
@@ -138,7 +141,7 @@ impl CatalogService {
             description: fields.description,
             lead: fields.lead,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock.now(),
         };
         let duplicate = format!("A project with key '{key}' already exists");
         let visible = self
@@ -167,7 +170,7 @@ impl CatalogService {
             patch,
             expected_version,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock.now(),
         };
         let visible = self
             .execute(&self.projects, id, command, &actor, context)
@@ -234,7 +237,7 @@ impl CatalogService {
             status: asset.status,
             location: asset.fields.location,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock.now(),
         };
         let duplicate = format!("An asset with tag '{tag}' already exists");
         let visible = self
@@ -255,7 +258,7 @@ impl CatalogService {
             patch,
             expected_version,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock.now(),
         };
         let visible = self
             .execute(&self.assets, id, command, &actor, context)

@@ -4,9 +4,11 @@
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod sla_clock;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

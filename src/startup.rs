@@ -1,6 +1,7 @@
 //! Building the application: database, log subscribers, HTTP listener.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use arctyk_projections::subscription::{listen_for_events, LogNotifier};
 use arctyk_projections::{CatalogProjection, Subscription, TicketProjection, TicketReads};
@@ -16,7 +17,9 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::auth::Authenticator;
 use crate::catalog::CatalogService;
+use crate::clock::{Clock, SystemClock};
 use crate::http::{self, ApiState};
+use crate::sla_clock::SlaClockWorker;
 use crate::store::ticket_log::TicketLog;
 use crate::store::users::Users;
 use crate::ticket_links::LinkMirror;
@@ -52,6 +55,15 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, starts the log's subscribers and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with commands stamped and SLA deadlines judged by
+    /// `clock` (tests pass a `ManualClock`).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let pool = db::connect(&config)
             .await
             .map_err(|source| StartupError::Database {
@@ -87,17 +99,20 @@ impl Application {
                 progress,
                 notifier.clone(),
                 config.read_your_writes(),
+                clock.clone(),
             ),
             catalog: CatalogService::new(
                 pool.clone(),
                 catalog_progress,
                 notifier,
                 config.read_your_writes(),
+                clock.clone(),
             ),
             auth: Authenticator::new(users.clone()),
             users,
             database: pool.clone(),
             public_url: config.public_url.clone(),
+            clock: clock.clone(),
         };
         if config.run_subscribers {
             // Completes the other side of ticket links after a crash; it polls, as it
@@ -105,6 +120,10 @@ impl Application {
             let link_mirror =
                 Subscription::new(pool.clone(), LinkMirror::new(state.tickets.clone()));
             workers.push(tokio::spawn(link_mirror.run(shutdown_rx.clone())));
+            // Records SLA breaches as their deadlines pass; its first pass at start-up
+            // catches up on deadlines that passed while the server was down.
+            let sla_clock = SlaClockWorker::new(state.tickets.clone(), clock);
+            workers.push(tokio::spawn(sla_clock.run(shutdown_rx.clone())));
         }
         let router = http::router(state, config.max_body_bytes);
 

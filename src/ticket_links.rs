@@ -16,7 +16,6 @@ use arctyk_domain::{
 };
 use arctyk_projections::ticket_projection::decode_ticket_event;
 use arctyk_projections::{Processor, ProcessorError, StoredEvent};
-use chrono::Utc;
 use cqrs_es::Aggregate;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -56,7 +55,7 @@ impl TicketService {
             true,
             field,
             &actor.email,
-            Utc::now(),
+            self.clock().now(),
         ) {
             Ok(_) => Ok(()),
             Err(TicketError::NotFound) => Err(no_such_ticket(field)),
@@ -96,7 +95,7 @@ impl TicketService {
             other,
             mirror: false,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock().now(),
         };
         let written = self.execute(number, command, &actor.email, context).await?;
         let inverse = TicketCommand::Link {
@@ -104,7 +103,7 @@ impl TicketService {
             other: number,
             mirror: true,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock().now(),
         };
         self.mirror(number, inverse, other, actor, context).await;
         Ok(written)
@@ -124,7 +123,7 @@ impl TicketService {
             other,
             mirror: false,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock().now(),
         };
         let written = self.execute(number, command, &actor.email, context).await?;
         if other > 0 && other != number && self.ticket_from_log(other).await?.is_some() {
@@ -133,7 +132,7 @@ impl TicketService {
                 other: number,
                 mirror: true,
                 actor: actor.clone(),
-                at: Utc::now(),
+                at: self.clock().now(),
             };
             self.mirror(number, inverse, other, actor, context).await;
         }
@@ -162,7 +161,7 @@ impl TicketService {
             comment_id: Uuid::new_v4(),
             expected_version,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock().now(),
         };
         let written = self.execute(number, command, &actor.email, context).await?;
         let inverse = TicketCommand::Link {
@@ -170,7 +169,7 @@ impl TicketService {
             other: number,
             mirror: true,
             actor: actor.clone(),
-            at: Utc::now(),
+            at: self.clock().now(),
         };
         self.mirror(number, inverse, of, actor, context).await;
         Ok(written)
@@ -222,7 +221,7 @@ impl LinkMirror {
                 other: origin,
                 mirror: true,
                 actor,
-                at: Utc::now(),
+                at: self.tickets.clock().now(),
             }
         } else {
             TicketCommand::Unlink {
@@ -230,7 +229,7 @@ impl LinkMirror {
                 other: origin,
                 mirror: true,
                 actor,
-                at: Utc::now(),
+                at: self.tickets.clock().now(),
             }
         };
         let mut metadata = HashMap::from([

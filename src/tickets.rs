@@ -11,6 +11,7 @@ use arctyk_projections::{Progress, TicketReads};
 use cqrs_es::AggregateError;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::store::ticket_log::TicketLog;
 
 /// How often a version conflict from another process is retried before giving up.
@@ -81,6 +82,7 @@ pub struct TicketService {
     progress: Progress,
     notifier: LogNotifier,
     read_your_writes: Duration,
+    clock: Arc<dyn Clock>,
     /// One command at a time per ticket in this process, so that concurrent requests
     /// queue instead of failing on the log's optimistic lock.
     in_flight: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
@@ -93,6 +95,7 @@ impl TicketService {
         progress: Progress,
         notifier: LogNotifier,
         read_your_writes: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             log,
@@ -100,8 +103,14 @@ impl TicketService {
             progress,
             notifier,
             read_your_writes,
+            clock,
             in_flight: Arc::default(),
         }
+    }
+
+    /// The time commands are stamped with.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
     }
 
     pub fn reads(&self) -> &TicketReads {

@@ -14,8 +14,10 @@ pub use asset::{Asset, AssetCommand, AssetEvent, AssetPatch};
 pub use catalog::CatalogError;
 pub use project::{Project, ProjectCommand, ProjectEvent, ProjectPatch};
 pub use relations::TicketLink;
+pub use sla::SlaTarget;
 pub use ticket::{
     Actor, Comment, FieldChange, Ticket, TicketCommand, TicketError, TicketEvent, TicketPatch,
+    SYSTEM_ACTOR,
 };
 pub use values::LinkKind;
 pub use values::{AssetKind, AssetStatus};

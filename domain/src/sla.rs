@@ -3,7 +3,33 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::values::Priority;
+use crate::ticket::{Ticket, TicketEvent};
+use crate::values::{Priority, StatusCategory};
+
+/// Which promise of the SLA a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaTarget {
+    /// The first response by someone other than the reporter.
+    Response,
+    /// Resolving (or closing) the ticket.
+    Resolution,
+}
+
+impl SlaTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaTarget::Response => "response",
+            SlaTarget::Resolution => "resolution",
+        }
+    }
+}
+
+impl std::fmt::Display for SlaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Time allowed until the first response.
 pub fn response_target(priority: Priority) -> Duration {
@@ -65,6 +91,67 @@ impl SlaClock {
     /// counted until it ends).
     pub fn due_at(&self, target: Duration) -> DateTime<Utc> {
         self.started_at + target + Duration::seconds(self.paused_seconds)
+    }
+}
+
+impl Ticket {
+    /// When `target` was breached, if it was.
+    pub fn sla_breached_at(&self, target: SlaTarget) -> Option<DateTime<Utc>> {
+        match target {
+            SlaTarget::Response => self.response_breached_at,
+            SlaTarget::Resolution => self.resolution_breached_at,
+        }
+    }
+
+    /// The due time of `target` as the clock stands now.
+    pub fn sla_due_at(&self, target: SlaTarget) -> Option<DateTime<Utc>> {
+        match target {
+            SlaTarget::Response => self.response_due_at,
+            SlaTarget::Resolution => self.resolution_due_at,
+        }
+    }
+
+    /// The deadline of `target` that can still be breached: none once it was met or
+    /// breached, while the clock is paused, or once the ticket is done.
+    pub fn sla_pending(&self, target: SlaTarget) -> Option<DateTime<Utc>> {
+        if !self.exists()
+            || self.sla.is_paused()
+            || self.status_category() == StatusCategory::Done
+            || self.sla_breached_at(target).is_some()
+        {
+            return None;
+        }
+        if target == SlaTarget::Response && self.first_responded_at.is_some() {
+            return None;
+        }
+        self.sla_due_at(target)
+    }
+
+    /// The earliest deadline that can still be breached; what the SLA clock waits for.
+    pub fn next_sla_due_at(&self) -> Option<DateTime<Utc>> {
+        [SlaTarget::Response, SlaTarget::Resolution]
+            .into_iter()
+            .filter_map(|target| self.sla_pending(target))
+            .min()
+    }
+
+    /// The breaches that have fallen due by `at`, each recorded once.
+    pub(crate) fn sla_breach_events(&self, at: DateTime<Utc>) -> Vec<TicketEvent> {
+        [SlaTarget::Response, SlaTarget::Resolution]
+            .into_iter()
+            .filter_map(|target| {
+                let due_at = self.sla_pending(target)?;
+                (due_at <= at).then_some(TicketEvent::SlaBreached { target, due_at, at })
+            })
+            .collect()
+    }
+
+    pub(crate) fn note_sla_breach(&mut self, target: SlaTarget, at: DateTime<Utc>) {
+        let slot = match target {
+            SlaTarget::Response => &mut self.response_breached_at,
+            SlaTarget::Resolution => &mut self.resolution_breached_at,
+        };
+        slot.get_or_insert(at);
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::relations::TicketLink;
-use crate::sla::{resolution_target, response_target, SlaClock};
+use crate::sla::{resolution_target, response_target, SlaClock, SlaTarget};
 use crate::values::{IssueType, LinkKind, Priority, Role, Status, StatusCategory, Visibility};
 use crate::workflow::{allowed_targets, transition_allowed};
 
@@ -198,6 +198,9 @@ pub enum TicketCommand {
         actor: Actor,
         at: DateTime<Utc>,
     },
+    /// Issued by the SLA clock: records every deadline that has passed by `at` and was
+    /// neither met nor recorded before. Repeating it records nothing new.
+    RecordSlaBreaches { at: DateTime<Utc> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,7 +300,17 @@ pub enum TicketEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// The `target` deadline, due at `due_at`, passed unmet; recorded by the SLA clock
+    /// at `at`.
+    SlaBreached {
+        target: SlaTarget,
+        due_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
+
+/// Who the events nobody in particular caused are recorded as (the SLA clock's).
+pub const SYSTEM_ACTOR: &str = "system";
 
 impl TicketEvent {
     /// The public name of the event, as history, webhooks and notifications call it.
@@ -317,6 +330,7 @@ impl TicketEvent {
             TicketEvent::AssetUnlinked { .. } => "ticket.asset_unlinked",
             TicketEvent::TicketLinked { .. } => "ticket.linked",
             TicketEvent::TicketUnlinked { .. } => "ticket.unlinked",
+            TicketEvent::SlaBreached { .. } => "ticket.sla_breached",
         }
     }
 
@@ -336,6 +350,7 @@ impl TicketEvent {
         "ticket.asset_unlinked",
         "ticket.linked",
         "ticket.unlinked",
+        "ticket.sla_breached",
     ];
 
     /// The email of whoever caused the event.
@@ -355,6 +370,7 @@ impl TicketEvent {
             | TicketEvent::AssetUnlinked { by, .. }
             | TicketEvent::TicketLinked { by, .. }
             | TicketEvent::TicketUnlinked { by, .. } => by,
+            TicketEvent::SlaBreached { .. } => SYSTEM_ACTOR,
         }
     }
 
@@ -374,7 +390,8 @@ impl TicketEvent {
             | TicketEvent::AssetLinked { at, .. }
             | TicketEvent::AssetUnlinked { at, .. }
             | TicketEvent::TicketLinked { at, .. }
-            | TicketEvent::TicketUnlinked { at, .. } => *at,
+            | TicketEvent::TicketUnlinked { at, .. }
+            | TicketEvent::SlaBreached { at, .. } => *at,
         }
     }
 
@@ -484,6 +501,10 @@ impl TicketEvent {
                 };
                 set(&mut map, "link", json!(link), Value::Null)
             }
+            TicketEvent::SlaBreached { target, due_at, .. } => {
+                set(&mut map, "sla_breached", Value::Null, json!(target));
+                set(&mut map, "sla_due_at", Value::Null, json!(due_at));
+            }
         }
         map
     }
@@ -506,6 +527,7 @@ impl DomainEvent for TicketEvent {
             TicketEvent::AssetUnlinked { .. } => "AssetUnlinked",
             TicketEvent::TicketLinked { .. } => "TicketLinked",
             TicketEvent::TicketUnlinked { .. } => "TicketUnlinked",
+            TicketEvent::SlaBreached { .. } => "SlaBreached",
         };
         name.to_owned()
     }
@@ -672,6 +694,12 @@ pub struct Ticket {
     pub closed_at: Option<DateTime<Utc>>,
     pub response_due_at: Option<DateTime<Utc>>,
     pub resolution_due_at: Option<DateTime<Utc>>,
+    /// When the response deadline was recorded as breached.
+    #[serde(default)]
+    pub response_breached_at: Option<DateTime<Utc>>,
+    /// When the resolution deadline was recorded as breached.
+    #[serde(default)]
+    pub resolution_breached_at: Option<DateTime<Utc>>,
     pub sla: SlaClock,
     pub comments: Vec<Comment>,
     /// How many events the ticket has: the sequence of the last one.
@@ -942,6 +970,14 @@ impl Aggregate for Ticket {
                     sink.write(event, self).await;
                 }
             }
+            TicketCommand::RecordSlaBreaches { at } => {
+                if !self.exists() {
+                    return Err(TicketError::NotFound);
+                }
+                for event in self.sla_breach_events(at) {
+                    sink.write(event, self).await;
+                }
+            }
             TicketCommand::Assign {
                 assignee,
                 expected_version,
@@ -1130,6 +1166,7 @@ impl Aggregate for Ticket {
             | TicketEvent::AssetUnlinked { .. }
             | TicketEvent::TicketLinked { .. }
             | TicketEvent::TicketUnlinked { .. }) => self.apply_relation(event),
+            TicketEvent::SlaBreached { target, at, .. } => self.note_sla_breach(target, at),
         }
     }
 }

@@ -14,6 +14,6 @@ pub use catalog_reads::{AssetDocument, AssetFilter, CatalogReads, ProjectDocumen
 pub use subscription::{
     LogPosition, Processor, ProcessorError, Progress, StoredEvent, Subscription,
 };
-pub use ticket_document::TicketDocument;
+pub use ticket_document::{SlaDeadline, SlaDocument, TicketDocument};
 pub use ticket_projection::TicketProjection;
 pub use ticket_reads::{Assigned, HistoryEntry, TicketFilter, TicketReads, TicketRow};

@@ -1,7 +1,7 @@
 //! The ticket as the API shows it: computed once by the projection and stored ready to
 //! send, and computed the same way from the log when the read model is behind.
 
-use arctyk_domain::{IssueType, LinkKind, Priority, Status, Ticket, TicketLink};
+use arctyk_domain::{IssueType, LinkKind, Priority, SlaTarget, Status, Ticket, TicketLink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -41,6 +41,8 @@ pub struct TicketDocument {
     pub due_at: Option<DateTime<Utc>>,
     pub response_due_at: Option<DateTime<Utc>>,
     pub resolution_due_at: Option<DateTime<Utc>>,
+    /// Where the ticket stands against its SLA deadlines.
+    pub sla: SlaDocument,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub first_responded_at: Option<DateTime<Utc>>,
@@ -56,6 +58,7 @@ impl From<Ticket> for TicketDocument {
             id: t.number,
             ticket_number: format!("TKT-{:06}", t.number),
             status_category: t.status_category(),
+            sla: SlaDocument::from(&t),
             title: t.title,
             description: t.description,
             status: t.status,
@@ -99,6 +102,48 @@ impl From<TicketLink> for LinkDocument {
         Self {
             kind: link.kind,
             ticket: link.ticket,
+        }
+    }
+}
+
+/// The ticket's two SLA deadlines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SlaDocument {
+    pub response: SlaDeadline,
+    pub resolution: SlaDeadline,
+}
+
+/// One SLA deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SlaDeadline {
+    /// When the deadline falls due, counting only time the clock ran; a pause in
+    /// progress moves it once it ends.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Whether the deadline passed unmet (recorded as `ticket.sla_breached`).
+    pub breached: bool,
+    /// When the breach was recorded.
+    pub breached_at: Option<DateTime<Utc>>,
+    /// Whether the clock stands still (`on_hold`, `blocked`).
+    pub paused: bool,
+}
+
+impl SlaDeadline {
+    fn of(ticket: &Ticket, target: SlaTarget) -> Self {
+        let breached_at = ticket.sla_breached_at(target);
+        Self {
+            due_at: ticket.sla_due_at(target),
+            breached: breached_at.is_some(),
+            breached_at,
+            paused: ticket.sla.is_paused(),
+        }
+    }
+}
+
+impl From<&Ticket> for SlaDocument {
+    fn from(ticket: &Ticket) -> Self {
+        Self {
+            response: SlaDeadline::of(ticket, SlaTarget::Response),
+            resolution: SlaDeadline::of(ticket, SlaTarget::Resolution),
         }
     }
 }

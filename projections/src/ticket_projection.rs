@@ -80,6 +80,7 @@ struct ViewRow<'a> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
+    next_sla_due_at: Option<DateTime<Utc>>,
     state: Value,
     body: String,
 }
@@ -256,6 +257,7 @@ async fn save_states(
             created_at: ticket.created_at,
             updated_at: ticket.updated_at,
             version: ticket.version as i64,
+            next_sla_due_at: ticket.next_sla_due_at(),
             state: encode(&state)?,
             body,
         });
@@ -263,19 +265,20 @@ async fn save_states(
     sqlx::query(
         "INSERT INTO ticket_views (number, aggregate_id, title, description, status, priority,
                                    reporter, assignee, project_id, created_at, updated_at,
-                                   version, state, body)
+                                   version, next_sla_due_at, state, body)
          SELECT number, aggregate_id, title, description, status, priority, reporter, assignee,
-                project_id, created_at, updated_at, version, state, body::json
+                project_id, created_at, updated_at, version, next_sla_due_at, state, body::json
            FROM jsonb_to_recordset($1) AS r(number bigint, aggregate_id text, title text,
                 description text, status text, priority text, reporter text, assignee text,
                 project_id bigint, created_at timestamptz, updated_at timestamptz,
-                version bigint, state jsonb, body text)
+                version bigint, next_sla_due_at timestamptz, state jsonb, body text)
          ON CONFLICT (number) DO UPDATE SET
             title = excluded.title, description = excluded.description,
             status = excluded.status, priority = excluded.priority,
             reporter = excluded.reporter, assignee = excluded.assignee,
             project_id = excluded.project_id, updated_at = excluded.updated_at,
-            version = excluded.version, state = excluded.state, body = excluded.body",
+            version = excluded.version, next_sla_due_at = excluded.next_sla_due_at,
+            state = excluded.state, body = excluded.body",
     )
     .bind(encode(&rows)?)
     .execute(&mut *conn)

@@ -24,6 +24,9 @@ pub struct TicketFilter {
     pub priorities: Vec<Priority>,
     pub assigned: Option<Assigned>,
     pub project_id: Option<i64>,
+    /// `Some(true)`: only tickets with a breached SLA deadline that are not done;
+    /// `Some(false)`: only the others.
+    pub overdue: Option<bool>,
     /// Only tickets reported by this email (end users see their own only).
     pub reporter: Option<String>,
     pub offset: i64,
@@ -213,6 +216,19 @@ impl TicketReads {
 }
 
 impl TicketReads {
+    /// The tickets whose next SLA deadline is at or before `now`, earliest first: what the
+    /// SLA clock has to record.
+    pub async fn sla_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT number FROM ticket_views WHERE next_sla_due_at <= $1
+              ORDER BY next_sla_due_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// The tickets that name `asset_id` among their assets, newest first, as stored API
     /// documents; only those `reporter` reported, when given.
     pub async fn with_asset(
@@ -233,6 +249,11 @@ impl TicketReads {
         bodies.into_iter().map(raw).collect()
     }
 }
+
+/// A ticket whose SLA was breached and that is not done yet.
+const OVERDUE: &str = "(status NOT IN ('resolved', 'closed')
+      AND (state ->> 'response_breached_at' IS NOT NULL
+           OR state ->> 'resolution_breached_at' IS NOT NULL))";
 
 /// Appends the filter's conditions to a query over `ticket_views … WHERE true`.
 fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
@@ -277,6 +298,10 @@ fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
     if let Some(project_id) = filter.project_id {
         query.push(" AND project_id = ");
         query.push_bind(project_id);
+    }
+    if let Some(overdue) = filter.overdue {
+        query.push(if overdue { " AND " } else { " AND NOT " });
+        query.push(OVERDUE);
     }
     if let Some(reporter) = &filter.reporter {
         query.push(" AND lower(reporter) = lower(");

@@ -129,7 +129,7 @@ pub async fn add_comment(
         body: body.body,
         visibility,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     state
         .tickets
@@ -179,7 +179,7 @@ pub async fn edit_comment(
         comment_id,
         body: body.body,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     state
         .tickets

@@ -12,6 +12,8 @@ pub mod ticket_relations;
 pub mod tickets;
 pub mod workflow;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::Router;
@@ -20,6 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::catalog::CatalogService;
+use crate::clock::Clock;
 use crate::store::users::Users;
 use crate::tickets::TicketService;
 use error::AppError;
@@ -36,6 +39,8 @@ pub struct ApiState {
     /// Base for absolute links, e.g. `https://desk.example.com`; links are relative
     /// without it.
     pub public_url: Option<String>,
+    /// The time commands are stamped with; a test drives it by hand.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The whole API. Trailing slashes are trimmed before routing (see `startup`), so each

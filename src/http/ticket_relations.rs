@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -170,7 +169,7 @@ pub async fn add_tag(
     let command = TicketCommand::AddTag {
         tag: body.tag,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     change(&state, &caller, ticket.number, command, StatusCode::OK).await
 }
@@ -191,7 +190,7 @@ pub async fn remove_tag(
     let command = TicketCommand::RemoveTag {
         tag: body.tag,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     change(&state, &caller, ticket.number, command, StatusCode::OK).await
 }
@@ -241,7 +240,7 @@ pub async fn add_watcher(
     let command = TicketCommand::AddWatcher {
         email,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     change(&state, &caller, ticket.number, command, StatusCode::OK).await
 }
@@ -267,7 +266,7 @@ pub async fn remove_watcher(
     let command = TicketCommand::RemoveWatcher {
         email: body.email,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     change(&state, &caller, ticket.number, command, StatusCode::OK).await
 }
@@ -291,7 +290,7 @@ pub async fn link_asset(
     let command = TicketCommand::LinkAsset {
         asset_id: body.asset_id,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     change(&state, &caller, ticket.number, command, StatusCode::OK).await
 }
@@ -312,7 +311,7 @@ pub async fn unlink_asset(
     let command = TicketCommand::UnlinkAsset {
         asset_id: body.asset_id,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     change(&state, &caller, ticket.number, command, StatusCode::OK).await
 }

@@ -158,6 +158,9 @@ pub struct ListQuery {
     pub assigned: Option<String>,
     /// Project id or key (e.g. `NET`).
     pub project: Option<String>,
+    /// `true`: only tickets with a breached SLA deadline that are not resolved or
+    /// closed; `false`: only the others.
+    pub overdue: Option<String>,
     /// Page number, from 1.
     pub page: Option<String>,
     /// Page size, 1 to 100 (default 20; larger values are capped at 100).
@@ -301,7 +304,7 @@ pub async fn create_ticket(
         tags,
         asset_ids,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     let written = state
         .tickets
@@ -419,6 +422,16 @@ fn positive(field: &str, raw: &Option<String>) -> Result<Option<i64>> {
     }
 }
 
+/// `true` or `false` (also `1`/`0`), or absent.
+fn boolean(field: &str, raw: &Option<String>) -> Result<Option<bool>> {
+    match raw.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(text) if text.eq_ignore_ascii_case("true") || text == "1" => Ok(Some(true)),
+        Some(text) if text.eq_ignore_ascii_case("false") || text == "0" => Ok(Some(false)),
+        Some(_) => Err(AppError::invalid(field, "Must be true or false")),
+    }
+}
+
 #[utoipa::path(get, path = "/api/tickets", tag = "tickets", params(ListQuery),
     responses((status = 200, body = TicketPage), (status = 401), (status = 422)))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email))]
@@ -453,6 +466,7 @@ pub async fn list_tickets(
         priorities: parse_list("priority", &query.priority)?,
         assigned,
         project_id: project_filter(&state, &query.project).await?,
+        overdue: boolean("overdue", &query.overdue)?,
         reporter: (!caller.is_staff()).then(|| caller.user.email.clone()),
         offset: (page - 1).saturating_mul(limit),
         limit,
@@ -476,6 +490,7 @@ fn page_link(base: Option<&str>, query: &ListQuery, page: i64, limit: i64) -> St
         ("priority", &query.priority),
         ("assigned", &query.assigned),
         ("project", &query.project),
+        ("overdue", &query.overdue),
     ] {
         if let Some(value) = value {
             params.append_pair(name, value);
@@ -542,7 +557,7 @@ pub async fn update_ticket(
         },
         expected_version: if_match(&headers)?,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     let written = state
         .tickets
@@ -590,7 +605,7 @@ pub async fn transition_ticket(
         comment_id: Uuid::new_v4(),
         expected_version: if_match(&headers)?,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     let written = state
         .tickets
@@ -623,7 +638,7 @@ pub async fn assign_ticket(
         assignee,
         expected_version: if_match(&headers)?,
         actor: actor(&caller),
-        at: Utc::now(),
+        at: state.clock.now(),
     };
     let written = state
         .tickets

@@ -1,8 +1,10 @@
 //! `spawn_app()` and typed client helpers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arctyk::auth;
+use arctyk::clock::{Clock, SystemClock};
 use arctyk::store::users::Users;
 use arctyk::{Application, Config};
 use arctyk_domain::Role;
@@ -52,11 +54,17 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application with this configuration (its database is created if missing).
 pub async fn spawn_app_with(config: Config) -> TestApp {
+    spawn_app_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Starts the application with this configuration and clock, e.g. a `ManualClock` the
+/// test moves to cross SLA deadlines.
+pub async fn spawn_app_with_clock(config: Config, clock: Arc<dyn Clock>) -> TestApp {
     arctyk::db::create_if_missing(&config.database_url)
         .await
         .expect("create test database");
     let database_url = config.database_url.clone();
-    let app = Application::build(config)
+    let app = Application::build_with_clock(config, clock)
         .await
         .expect("application builds");
     let address = format!("http://{}", app.addr());

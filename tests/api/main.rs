@@ -13,5 +13,6 @@ mod openapi;
 mod projection;
 mod projects;
 mod roles;
+mod sla;
 mod tickets;
 mod workflow;
