@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arctyk_domain::{TicketCommand, TicketError, SYSTEM_ACTOR};
+use arctyk_domain::{TicketCommand, SYSTEM_ACTOR};
 use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
@@ -76,6 +76,7 @@ impl SlaClockWorker {
             .sla_due(self.clock.now(), BATCH)
             .await?;
         let context = RequestContext::default();
+        let mut recorded = 0;
         for &number in &due {
             let command = TicketCommand::RecordSlaBreaches {
                 at: self.clock.now(),
@@ -85,14 +86,17 @@ impl SlaClockWorker {
                 .execute(number, command, SYSTEM_ACTOR, &context)
                 .await
             {
-                Ok(_) => {}
-                // Gone from the log (a read model of another database): nothing to do.
-                Err(ServiceError::Refused(TicketError::NotFound)) => {
-                    tracing::warn!(number, "the SLA clock found a ticket the log does not have")
+                Ok(_) => recorded += 1,
+                // Without the database nothing else can succeed either: try again later.
+                Err(error @ ServiceError::Unavailable(_)) => return Err(error),
+                // One ticket's failure must not hold the others' breaches back.
+                Err(error) => {
+                    tracing::warn!(number, %error, "the SLA clock could not record a breach")
                 }
-                Err(error) => return Err(error),
             }
         }
-        Ok(due.len())
+        // Only a full batch of successes asks for another pass at once; failures wait
+        // for the next tick.
+        Ok(recorded)
     }
 }
