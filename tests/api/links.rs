@@ -744,3 +744,67 @@ async fn the_other_side_of_a_link_is_completed_after_a_crash_between_the_writes(
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn projections_rebuild_reproduces_links_tags_watchers_and_assets() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    app.seed_catalog(&agent, 1, 2).await;
+    for title in ["Switch down", "Floor 3 offline", "Floor 3 offline again"] {
+        app.create_ticket(&agent, json!({"title": title, "project_id": 1}))
+            .await;
+    }
+    let writes = [
+        (
+            "/api/tickets/1/links/",
+            json!({"kind": "blocks", "ticket": 2}),
+        ),
+        (
+            "/api/tickets/2/links/",
+            json!({"kind": "parent", "ticket": 3}),
+        ),
+        ("/api/tickets/1/tags/", json!({"tag": "network"})),
+        (
+            "/api/tickets/1/watchers/",
+            json!({"email": "agent@example.com"}),
+        ),
+        ("/api/tickets/2/assets/", json!({"asset_id": 2})),
+        (
+            "/api/tickets/3/transition/",
+            json!({"status": "closed", "duplicate_of": 2}),
+        ),
+    ];
+    for (path, body) in &writes {
+        let response = app.post(path, &agent, body).await;
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+    let response = delete(
+        &app,
+        "/api/tickets/2/links/",
+        &agent,
+        &json!({"kind": "parent", "ticket": 3}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+
+    let before = crate::projection::read_models(&app.pool).await;
+    let ticket_2 = json(app.get("/api/tickets/2/", &agent).await).await;
+    assert!(ticket_2["links"]
+        .as_array()
+        .expect("links")
+        .contains(&json!({"kind": "blocked_by", "ticket": 1})));
+
+    let output =
+        crate::cli::run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(crate::projection::read_models(&app.pool).await, before);
+    assert_eq!(
+        json(app.get("/api/tickets/2/", &agent).await).await,
+        ticket_2
+    );
+    app.stop().await;
+}

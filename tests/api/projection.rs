@@ -13,7 +13,7 @@ use crate::cli::run_arctyk;
 use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
 
 /// Everything the `tickets` projection keeps, in a stable order.
-async fn read_models(pool: &PgPool) -> Value {
+pub async fn read_models(pool: &PgPool) -> Value {
     let mut dump = serde_json::Map::new();
     for (name, query) in [
         (
