@@ -3,8 +3,7 @@
 //! answers with what the read models show once they include the write (as
 //! `TicketService` does for tickets).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arctyk_domain::asset::NewAssetFields;
@@ -18,13 +17,9 @@ use arctyk_projections::{CatalogReads, Progress};
 use cqrs_es::AggregateError;
 
 use crate::clock::Clock;
+use crate::commands::{request_metadata, CommandRunner};
 use crate::store::catalog_log::{CatalogLog, Catalogued};
 use crate::tickets::RequestContext;
-
-/// How often a version conflict from another process is retried before giving up.
-const CONFLICT_RETRIES: u32 = 25;
-/// The longest pause between two retries.
-const MAX_BACKOFF_MS: u64 = 200;
 
 /// Why a project or asset operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +67,6 @@ impl From<AggregateError<CatalogError>> for CatalogServiceError {
     }
 }
 
-/// A queue per record (aggregate type and id) that has a command in flight.
-type RecordLocks = HashMap<(&'static str, i64), Arc<tokio::sync::Mutex<()>>>;
-
 type Result<T, E = CatalogServiceError> = std::result::Result<T, E>;
 
 /// A new asset's fields as the API gives them.
@@ -90,13 +82,8 @@ pub struct CatalogService {
     projects: CatalogLog<Project>,
     assets: CatalogLog<Asset>,
     reads: CatalogReads,
-    progress: Progress,
-    notifier: LogNotifier,
-    read_your_writes: Duration,
+    runner: CommandRunner,
     clock: Arc<dyn Clock>,
-    /// One command at a time per record in this process, so that concurrent requests
-    /// queue instead of failing on the log's optimistic lock.
-    in_flight: Arc<Mutex<RecordLocks>>,
 }
 
 impl CatalogService {
@@ -112,10 +99,7 @@ impl CatalogService {
             projects: CatalogLog::new(pool.clone()),
             assets: CatalogLog::new(pool.clone()),
             reads: CatalogReads::new(pool),
-            progress,
-            notifier,
-            read_your_writes,
-            in_flight: Arc::default(),
+            runner: CommandRunner::new(progress, notifier, read_your_writes),
         }
     }
 
@@ -346,35 +330,16 @@ impl CatalogService {
         A: Catalogued,
         A::Command: Clone + Send + 'static,
     {
-        let mut metadata = HashMap::from([
-            ("actor".to_owned(), actor.email.clone()),
-            ("actor_id".to_owned(), context.user_id.to_string()),
-        ]);
-        if let Some(request_id) = &context.request_id {
-            metadata.insert("request_id".to_owned(), request_id.clone());
-        }
-        if let Some(addr) = &context.client_addr {
-            metadata.insert("client_addr".to_owned(), addr.clone());
-        }
-
-        // The write runs in its own task: a client that hangs up mid-request cannot cut
-        // it off between its steps, and the per-record queue is always released.
-        let service = self.clone();
-        let task_log = log.clone();
-        tokio::spawn(async move { service.commit(&task_log, id, command, metadata).await })
-            .await
-            .map_err(|error| {
-                CatalogServiceError::Internal(format!("command task failed: {error}"))
-            })??;
-
-        let visible = match log.last_position(id).await? {
-            Some(position) => {
-                self.progress
-                    .wait_for(position, self.read_your_writes)
-                    .await
-            }
-            None => true,
-        };
+        let log_for_task = log.clone();
+        let metadata = request_metadata(&actor.email, context);
+        self.runner
+            .commit((A::TYPE, id), move || {
+                let (log, command, metadata) =
+                    (log_for_task.clone(), command.clone(), metadata.clone());
+                async move { log.execute(id, command, metadata).await }
+            })
+            .await?;
+        let visible = self.runner.wait_visible(log.last_position(id).await?).await;
         if !visible {
             tracing::debug!(
                 kind = A::TYPE,
@@ -383,49 +348,5 @@ impl CatalogService {
             );
         }
         Ok(visible)
-    }
-
-    async fn commit<A>(
-        &self,
-        log: &CatalogLog<A>,
-        id: i64,
-        command: A::Command,
-        metadata: HashMap<String, String>,
-    ) -> Result<()>
-    where
-        A: Catalogued,
-        A::Command: Clone,
-    {
-        let key = (A::TYPE, id);
-        let lock = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(key).or_default().clone()
-        };
-        let result = {
-            let _turn = lock.lock().await;
-            let mut attempt = 0;
-            loop {
-                match log.execute(id, command.clone(), metadata.clone()).await {
-                    Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
-                        attempt += 1;
-                        // Full jitter over an exponentially growing window.
-                        let window = (2u64 << attempt.min(8)).min(MAX_BACKOFF_MS);
-                        let pause = rand::random::<u64>() % window + 1;
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
-                    }
-                    other => break other,
-                }
-            }
-        };
-        {
-            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            // The map and this caller hold the only references: nobody else is waiting.
-            if Arc::strong_count(&lock) == 2 {
-                map.remove(&key);
-            }
-        }
-        result?;
-        self.notifier.appended();
-        Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod http;

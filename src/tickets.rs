@@ -2,22 +2,19 @@
 //! ordering, and answers with what the read models show once they include the write.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arctyk_domain::{Comment, Ticket, TicketCommand, TicketError};
 use arctyk_projections::subscription::LogNotifier;
 use arctyk_projections::{Progress, TicketReads};
+use cqrs_es::Aggregate;
 use cqrs_es::AggregateError;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::commands::{request_metadata, CommandRunner};
 use crate::store::ticket_log::TicketLog;
-
-/// How often a version conflict from another process is retried before giving up.
-const CONFLICT_RETRIES: u32 = 25;
-/// The longest pause between two retries.
-const MAX_BACKOFF_MS: u64 = 200;
 
 /// Why a ticket operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,13 +76,8 @@ pub struct Written {
 pub struct TicketService {
     log: TicketLog,
     reads: TicketReads,
-    progress: Progress,
-    notifier: LogNotifier,
-    read_your_writes: Duration,
+    runner: CommandRunner,
     clock: Arc<dyn Clock>,
-    /// One command at a time per ticket in this process, so that concurrent requests
-    /// queue instead of failing on the log's optimistic lock.
-    in_flight: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl TicketService {
@@ -100,11 +92,8 @@ impl TicketService {
         Self {
             log,
             reads,
-            progress,
-            notifier,
-            read_your_writes,
+            runner: CommandRunner::new(progress, notifier, read_your_writes),
             clock,
-            in_flight: Arc::default(),
         }
     }
 
@@ -130,32 +119,12 @@ impl TicketService {
         actor_email: &str,
         context: &RequestContext,
     ) -> Result<Written, ServiceError> {
-        let mut metadata = HashMap::from([
-            ("actor".to_owned(), actor_email.to_owned()),
-            ("actor_id".to_owned(), context.user_id.to_string()),
-        ]);
-        if let Some(id) = &context.request_id {
-            metadata.insert("request_id".to_owned(), id.clone());
-        }
-        if let Some(addr) = &context.client_addr {
-            metadata.insert("client_addr".to_owned(), addr.clone());
-        }
-
-        // The write runs in its own task: a client that hangs up mid-request cannot cut
-        // it off between its steps, and the per-ticket queue is always released.
-        let service = self.clone();
-        tokio::spawn(async move { service.commit(number, command, metadata).await })
-            .await
-            .map_err(|error| ServiceError::Internal(format!("command task failed: {error}")))??;
-
-        let visible = match self.log.last_position(number).await? {
-            Some(position) => {
-                self.progress
-                    .wait_for(position, self.read_your_writes)
-                    .await
-            }
-            None => true,
-        };
+        self.commit(number, command, request_metadata(actor_email, context))
+            .await?;
+        let visible = self
+            .runner
+            .wait_visible(self.log.last_position(number).await?)
+            .await;
         if !visible {
             tracing::debug!(
                 number,
@@ -165,61 +134,21 @@ impl TicketService {
         Ok(Written { number, visible })
     }
 
-    /// Appends the command's events, one command at a time per ticket in this process.
+    /// Appends the command's events (see [`CommandRunner::commit`]).
     pub(crate) async fn commit(
         &self,
         number: i64,
         command: TicketCommand,
         metadata: HashMap<String, String>,
     ) -> Result<(), ServiceError> {
-        let lock = self.ticket_lock(number);
-        let result = {
-            let _turn = lock.lock().await;
-            self.execute_with_retries(number, command, metadata).await
-        };
-        self.release_ticket_lock(number, lock);
-        result?;
-        self.notifier.appended();
+        let log = self.log.clone();
+        self.runner
+            .commit((Ticket::TYPE, number), move || {
+                let (log, command, metadata) = (log.clone(), command.clone(), metadata.clone());
+                async move { log.execute(number, command, metadata).await }
+            })
+            .await?;
         Ok(())
-    }
-
-    async fn execute_with_retries(
-        &self,
-        number: i64,
-        command: TicketCommand,
-        metadata: HashMap<String, String>,
-    ) -> Result<(), ServiceError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .log
-                .execute(number, command.clone(), metadata.clone())
-                .await
-            {
-                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
-                    attempt += 1;
-                    // Full jitter over an exponentially growing window, so that writers
-                    // from several processes spread out instead of colliding again.
-                    let window = (2u64 << attempt.min(8)).min(MAX_BACKOFF_MS);
-                    let pause = rand::random::<u64>() % window + 1;
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-                other => return Ok(other?),
-            }
-        }
-    }
-
-    fn ticket_lock(&self, number: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(number).or_default().clone()
-    }
-
-    fn release_ticket_lock(&self, number: i64, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        // The map and this caller hold the only references: nobody else is waiting.
-        if Arc::strong_count(&lock) == 2 {
-            map.remove(&number);
-        }
     }
 
     /// The ticket as the read model shows it, or from the log when the read model has not
