@@ -38,6 +38,21 @@ pub struct Config {
     #[arg(long, env = "ARCTYK_READ_YOUR_WRITES_MS", default_value_t = 5_000)]
     pub read_your_writes_ms: u64,
 
+    /// Whether webhooks may target loopback, private, link-local or metadata addresses
+    /// (`true` for tests and closed networks).
+    #[arg(long, env = "ARCTYK_WEBHOOK_ALLOW_PRIVATE", action = clap::ArgAction::Set, default_value_t = false)]
+    pub webhook_allow_private: bool,
+
+    /// The webhook retry schedule, in seconds (fractions allowed): entry `n` is the wait
+    /// after `n` failed attempts (the first, 0, stands for the immediate first attempt);
+    /// a delivery whose last attempt fails is parked.
+    #[arg(
+        long,
+        env = "ARCTYK_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "0,5,300,1800,7200,18000,36000,36000"
+    )]
+    pub webhook_retry_schedule: RetrySchedule,
+
     /// Whether this process runs the log's subscribers (projections). Tests turn it off
     /// to stand for a crashed worker.
     #[arg(skip = true)]
@@ -63,7 +78,43 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("db_pool_size", &self.db_pool_size)
+            .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .finish()
+    }
+}
+
+/// The waits of a webhook delivery's attempts: `schedule[n]` before attempt `n + 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+impl RetrySchedule {
+    /// The wait before attempt `attempt + 1` after `attempt` attempts failed; `None` when
+    /// the schedule is exhausted.
+    pub fn wait_after(&self, attempts: usize) -> Option<Duration> {
+        self.0.get(attempts).copied()
+    }
+}
+
+impl std::str::FromStr for RetrySchedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let waits = text
+            .split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|secs| secs.is_finite() && *secs >= 0.0 && *secs <= 7.0 * 86_400.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| format!("'{}' is not a number of seconds", part.trim()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if waits.is_empty() {
+            return Err("the retry schedule needs at least one entry".to_owned());
+        }
+        Ok(Self(waits))
     }
 }
 
@@ -82,7 +133,17 @@ fn redact_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_password;
+    use super::{redact_password, RetrySchedule};
+    use std::time::Duration;
+
+    #[test]
+    fn retry_schedules_take_fractional_seconds() {
+        let schedule: RetrySchedule = "0, 0.2,5".parse().unwrap();
+        assert_eq!(schedule.wait_after(1), Some(Duration::from_millis(200)));
+        assert_eq!(schedule.wait_after(3), None);
+        assert!("0,x".parse::<RetrySchedule>().is_err());
+        assert!("-1".parse::<RetrySchedule>().is_err());
+    }
 
     #[test]
     fn passwords_never_reach_the_log() {

@@ -15,6 +15,7 @@ pub mod store;
 pub mod telemetry;
 pub mod ticket_links;
 pub mod tickets;
+pub mod webhooks;
 
 pub use config::Config;
 pub use startup::Application;

@@ -24,6 +24,7 @@ use crate::store::ticket_log::TicketLog;
 use crate::store::users::Users;
 use crate::ticket_links::LinkMirror;
 use crate::tickets::TicketService;
+use crate::webhooks::{WebhookDeliveryWorker, WebhookEnqueuer, WebhookStore};
 use crate::{db, Config};
 
 /// Why the application could not start.
@@ -38,6 +39,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot build the webhook HTTP client: {0}")]
+    WebhookClient(reqwest::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -77,18 +80,29 @@ impl Application {
         let progress = projection.progress();
         let catalog = Subscription::new(pool.clone(), CatalogProjection);
         let catalog_progress = catalog.progress();
-        let notifier = LogNotifier::new(vec![projection.waker(), catalog.waker()]);
+        let webhooks = Subscription::new(pool.clone(), WebhookEnqueuer);
+        // Sends the webhook queues' heads; each commit of the enqueuer wakes it.
+        let delivery = WebhookDeliveryWorker::new(
+            pool.clone(),
+            config.webhook_retry_schedule.clone(),
+            webhooks.progress(),
+        )
+        .map_err(StartupError::WebhookClient)?;
+        let notifier =
+            LogNotifier::new(vec![projection.waker(), catalog.waker(), webhooks.waker()]);
         let mut workers = vec![tokio::spawn(
             notifier.clone().run(pool.clone(), shutdown_rx.clone()),
         )];
         if config.run_subscribers {
             workers.push(tokio::spawn(listen_for_events(
                 pool.clone(),
-                vec![projection.waker(), catalog.waker()],
+                vec![projection.waker(), catalog.waker(), webhooks.waker()],
                 shutdown_rx.clone(),
             )));
             workers.push(tokio::spawn(projection.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(catalog.run(shutdown_rx.clone())));
+            workers.push(tokio::spawn(webhooks.run(shutdown_rx.clone())));
+            workers.push(tokio::spawn(delivery.run(shutdown_rx.clone())));
         }
 
         let users = Users::new(pool.clone());
@@ -110,6 +124,8 @@ impl Application {
             ),
             auth: Authenticator::new(users.clone()),
             users,
+            webhooks: WebhookStore::new(pool.clone()),
+            webhook_allow_private: config.webhook_allow_private,
             database: pool.clone(),
             public_url: config.public_url.clone(),
             clock: clock.clone(),

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod projects;
 pub mod ticket_relations;
 pub mod tickets;
+pub mod webhooks;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub struct ApiState {
     /// Projects and assets.
     pub catalog: CatalogService,
     pub users: Users,
+    pub webhooks: crate::webhooks::WebhookStore,
+    /// Whether webhooks may target private addresses (`ARCTYK_WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_allow_private: bool,
     pub auth: Authenticator,
     pub database: sqlx::PgPool,
     /// Base for absolute links, e.g. `https://desk.example.com`; links are relative
@@ -56,6 +60,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .merge(comments::router())
         .merge(projects::router())
         .merge(assets::router())
+        .merge(webhooks::router())
         .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     Router::new()

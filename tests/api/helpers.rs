@@ -34,6 +34,8 @@ pub fn test_config(database_url: &str) -> Config {
         max_body_bytes: 256 * 1024,
         db_pool_size: 12,
         read_your_writes_ms: 5_000,
+        webhook_allow_private: true,
+        webhook_retry_schedule: "0,0.2,0.5".parse().expect("valid schedule"),
         run_subscribers: true,
     }
 }

@@ -15,4 +15,5 @@ mod projects;
 mod roles;
 mod sla;
 mod tickets;
+mod webhooks;
 mod workflow;

@@ -43,6 +43,21 @@ fn expected_routes() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "/api/tickets/{id}/assets",
             BTreeSet::from(["post", "delete"]),
         ),
+        ("/api/webhooks", BTreeSet::from(["get", "post"])),
+        ("/api/webhooks/events", BTreeSet::from(["get"])),
+        (
+            "/api/webhooks/{id}",
+            BTreeSet::from(["get", "patch", "delete"]),
+        ),
+        ("/api/webhooks/{id}/deliveries", BTreeSet::from(["get"])),
+        (
+            "/api/webhooks/{id}/deliveries/{delivery_id}/retry",
+            BTreeSet::from(["post"]),
+        ),
+        (
+            "/api/webhooks/{id}/deliveries/{delivery_id}/skip",
+            BTreeSet::from(["post"]),
+        ),
     ])
 }
 

@@ -1,0 +1,16 @@
+//! Webhooks: subscriptions, the enqueuer that turns ticket events into durable
+//! per-(subscription, ticket) delivery queues, and the worker that sends them in order.
+//!
+//! The ordering promise: for one subscription and one ticket, the delivery of event
+//! `sequence = k + 1` is not attempted before event `k` was answered 2xx or skipped by an
+//! admin. The enqueuer writes deliveries in the same transaction as its checkpoint, so a
+//! crash neither loses nor doubles one; the worker only ever sends the head of a queue.
+
+pub mod deliver;
+pub mod enqueue;
+pub mod store;
+pub mod target;
+
+pub use deliver::WebhookDeliveryWorker;
+pub use enqueue::WebhookEnqueuer;
+pub use store::WebhookStore;

@@ -1,0 +1,120 @@
+//! Which URLs a webhook may target: http(s) only, and unless private targets are allowed,
+//! none that resolves to loopback, private, link-local, shared or metadata addresses.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Why a target URL is refused; the message is shown to the admin.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TargetError {
+    #[error("Must be an absolute http or https URL")]
+    NotHttp,
+    #[error("The host cannot be resolved")]
+    Unresolvable,
+    #[error("The host resolves to a private, loopback or link-local address ({0})")]
+    Private(IpAddr),
+}
+
+/// Checks `url`, resolving its host when private targets are refused.
+pub async fn check_target(url: &str, allow_private: bool) -> Result<reqwest::Url, TargetError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| TargetError::NotHttp)?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() {
+        return Err(TargetError::NotHttp);
+    }
+    let host = parsed.host_str().ok_or(TargetError::NotHttp)?.to_owned();
+    if allow_private {
+        return Ok(parsed);
+    }
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| TargetError::Unresolvable)?
+        .map(|addr| addr.ip())
+        .collect();
+    if addrs.is_empty() {
+        return Err(TargetError::Unresolvable);
+    }
+    match addrs.into_iter().find(|ip| !is_public(*ip)) {
+        Some(ip) => Err(TargetError::Private(ip)),
+        None => Ok(parsed),
+    }
+}
+
+/// Whether an address is on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local() // includes 169.254.169.254, the cloud metadata address
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)) // AWS metadata over IPv6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(is_public("93.184.216.34".parse().unwrap()));
+        assert!(is_public("2606:4700::1111".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn only_http_targets_are_accepted() {
+        assert_eq!(
+            check_target("ftp://example.com/", true).await,
+            Err(TargetError::NotHttp)
+        );
+        assert_eq!(
+            check_target("not a url", true).await,
+            Err(TargetError::NotHttp)
+        );
+        assert!(matches!(
+            check_target("http://127.0.0.1:9/hook", false).await,
+            Err(TargetError::Private(_))
+        ));
+        assert!(check_target("http://127.0.0.1:9/hook", true).await.is_ok());
+    }
+}
