@@ -24,12 +24,28 @@ pub async fn rebuild<P: Processor>(
     checkpoints::store(&mut tx, processor.name(), LogPosition::default()).await?;
     let mut total = 0;
     loop {
-        let (_, count) = process_batch(&mut tx, processor, BATCH).await?;
+        let (at, count) = process_batch(&mut tx, processor, BATCH).await?;
         total += count;
         on_batch(total);
-        if count < BATCH as usize {
+        if count == BATCH as usize {
+            continue;
+        }
+        // Events committed before this rebuild began can still be held back by an older
+        // transaction that is running (anywhere on the server); wait for them, so the
+        // rebuilt models hold everything committed before the rebuild started.
+        let held_back: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events
+                             WHERE (transaction_id, position) > ($1::text::xid8, $2)
+                               AND transaction_id < pg_current_xact_id())",
+        )
+        .bind(at.transaction_id.to_string())
+        .bind(at.position)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !held_back {
             break;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     tx.commit().await?;
     Ok(total)

@@ -259,10 +259,7 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     assert_eq!(response.status(), 201);
 
     // The projection is at the log's end so far.
-    let projected = Subscription::new(app.pool.clone(), TicketProjection)
-        .catch_up()
-        .await
-        .expect("projection runs");
+    let projected = catch_up_to(&Subscription::new(app.pool.clone(), TicketProjection), 2).await;
     assert_eq!(projected, 2);
     let before = read_models(&app.pool).await;
     let checkpoint_before = tickets_checkpoint(&app.pool).await;
@@ -287,9 +284,18 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let crashed = Subscription::new(app.pool.clone(), CrashesAfterApplying)
-        .run_batch()
-        .await;
+    // Other tests' transactions on the same server can hold the log's horizon back for
+    // a moment; the crashing batch is the first one that sees the new events.
+    let crashing = Subscription::new(app.pool.clone(), CrashesAfterApplying);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let crashed = loop {
+        match crashing.run_batch().await {
+            Ok(0) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            other => break other,
+        }
+    };
     match crashed {
         Err(ProcessorError::Other(message)) => assert_eq!(message, "worker crashed mid-batch"),
         other => panic!("the batch fails with the processor's error, not {other:?}"),
@@ -309,7 +315,7 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
 
     // The real projection then applies the rest, once.
     let subscription = Subscription::new(app.pool.clone(), TicketProjection);
-    assert_eq!(subscription.catch_up().await.expect("catch up"), 4);
+    assert_eq!(catch_up_to(&subscription, 4).await, 4);
     assert_eq!(subscription.catch_up().await.expect("idle"), 0);
     let events = count(&app.pool, "SELECT count(*) FROM events").await;
     assert_eq!(events, 6);
@@ -489,4 +495,21 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     assert_eq!(ticket["status"], "in_progress");
     assert_eq!(ticket["assignee"], "agent@example.com");
     app.stop().await;
+}
+
+/// Catches up until `expected` events were applied (other tests' transactions on the
+/// same server may hold the log's horizon back for a moment), or 10 s passed.
+async fn catch_up_to<P: arctyk_projections::Processor>(
+    subscription: &Subscription<P>,
+    expected: usize,
+) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut applied = 0;
+    while applied < expected && std::time::Instant::now() < deadline {
+        applied += subscription.catch_up().await.expect("projection runs");
+        if applied < expected {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    applied
 }
