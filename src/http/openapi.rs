@@ -56,6 +56,8 @@ trailing slash. Errors are application/problem+json (RFC 9457) with `error` repe
         super::webhooks::get_webhook,
         super::webhooks::update_webhook,
         super::webhooks::delete_webhook,
+        super::webhooks::rotate_secret,
+        super::webhooks::test_webhook,
         super::webhooks::list_deliveries,
         super::webhooks::retry_delivery,
         super::webhooks::skip_delivery,

@@ -8,7 +8,7 @@
 //! event of a key is claimable only after its head was delivered or skipped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arctyk_projections::subscription::{LogPosition, Progress};
 use chrono::Utc;
@@ -45,15 +45,38 @@ struct Claimed {
     attempts: i32,
     url: String,
     secret: String,
+    /// The secret replaced by a rotation, while it still signs.
+    previous_secret: Option<String>,
 }
 
 /// What one attempt came to.
-struct Outcome {
-    status: Option<u16>,
-    duration: Duration,
-    error: Option<String>,
-    excerpt: Option<String>,
-    retry_after: Option<Duration>,
+pub struct Outcome {
+    /// The HTTP status answered, or `None` when no answer came.
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub error: Option<String>,
+    /// The first 2 KB of the response body.
+    pub excerpt: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+/// One signed request to send. No `Debug`: it holds the secrets.
+pub struct Request<'a> {
+    pub url: &'a str,
+    pub webhook_id: &'a str,
+    pub secret: &'a str,
+    /// Also signs, after the current secret's signature, while a rotation is fresh.
+    pub previous_secret: Option<&'a str>,
+    pub payload: &'a Value,
+}
+
+/// The client every webhook request is sent with: 15 s timeout, no redirects.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Arctyk-Webhooks/1")
+        .build()
 }
 
 pub struct WebhookDeliveryWorker {
@@ -71,11 +94,7 @@ impl WebhookDeliveryWorker {
         schedule: RetrySchedule,
         enqueued: Progress,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("Arctyk-Webhooks/1")
-            .build()?;
+        let client = http_client()?;
         Ok(Self {
             pool,
             client,
@@ -147,7 +166,9 @@ async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
             SET lease_until = now() + make_interval(secs => $2)
            FROM heads, webhook_subscriptions s
           WHERE d.id = heads.id AND s.id = d.subscription_id
-      RETURNING d.id, d.subscription_id, d.webhook_id, d.payload, d.attempts, s.url, s.secret",
+      RETURNING d.id, d.subscription_id, d.webhook_id, d.payload, d.attempts, s.url, s.secret,
+                CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END
+                    AS previous_secret",
     )
     .bind(limit)
     .bind(LEASE_SECS)
@@ -157,14 +178,26 @@ async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
 
 #[tracing::instrument(skip_all, fields(delivery = head.id, subscription = head.subscription_id))]
 async fn deliver(pool: &PgPool, client: &reqwest::Client, schedule: &RetrySchedule, head: Claimed) {
-    let outcome = send(client, &head).await;
+    let outcome = send(
+        client,
+        &Request {
+            url: &head.url,
+            webhook_id: &head.webhook_id,
+            secret: &head.secret,
+            previous_secret: head.previous_secret.as_deref(),
+            payload: &head.payload,
+        },
+    )
+    .await;
     if let Err(error) = record(pool, schedule, &head, &outcome).await {
         // The lease expires and the head is sent again.
         tracing::warn!(%error, "cannot record a webhook attempt");
     }
 }
 
-async fn send(client: &reqwest::Client, head: &Claimed) -> Outcome {
+/// Signs and sends one request; `webhook-signature` carries `v1,<current>` and, while a
+/// rotation is fresh, ` v1,<previous>` after it.
+pub async fn send(client: &reqwest::Client, head: &Request<'_>) -> Outcome {
     let started = Instant::now();
     let failed = |error: String| Outcome {
         status: None,
@@ -178,16 +211,22 @@ async fn send(client: &reqwest::Client, head: &Claimed) -> Outcome {
         Err(error) => return failed(error.to_string()),
     };
     let timestamp = Utc::now().timestamp();
-    let signature = match standardwebhooks::Webhook::new(&head.secret)
-        .and_then(|hook| hook.sign(&head.webhook_id, timestamp, &body))
-    {
+    let sign = |secret: &str| {
+        standardwebhooks::Webhook::new(secret)
+            .and_then(|hook| hook.sign(head.webhook_id, timestamp, &body))
+    };
+    let mut signature = match sign(head.secret) {
         Ok(signature) => signature,
         Err(_) => return failed("the subscription's secret cannot sign".to_owned()),
     };
+    if let Some(Ok(previous)) = head.previous_secret.map(sign) {
+        signature.push(' ');
+        signature.push_str(&previous);
+    }
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in [
-        ("webhook-id", head.webhook_id.clone()),
+        ("webhook-id", head.webhook_id.to_owned()),
         ("webhook-timestamp", timestamp.to_string()),
         ("webhook-signature", signature),
     ] {
@@ -196,7 +235,7 @@ async fn send(client: &reqwest::Client, head: &Claimed) -> Outcome {
         }
     }
     let response = match client
-        .post(&head.url)
+        .post(head.url)
         .headers(headers)
         .body(body)
         .send()
@@ -210,8 +249,7 @@ async fn send(client: &reqwest::Client, head: &Claimed) -> Outcome {
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let excerpt = read_excerpt(response).await;
     Outcome {
         status: Some(status.as_u16()),
@@ -220,6 +258,20 @@ async fn send(client: &reqwest::Client, head: &Claimed) -> Outcome {
         excerpt,
         retry_after,
     }
+}
+
+/// `Retry-After` as seconds or as an HTTP date (a date in the past means now), capped
+/// at a day.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -353,4 +405,31 @@ async fn record(
         }
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 21 Oct 2033 07:28:00 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }

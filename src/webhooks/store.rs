@@ -121,6 +121,19 @@ pub fn secret_is_valid(secret: &str) -> bool {
         .is_some_and(|key| (24..=64).contains(&key.len()))
 }
 
+/// How long a rotated-out secret keeps signing alongside the new one.
+pub const ROTATION_OVERLAP_HOURS: i32 = 24;
+
+/// Where a subscription's requests go and the secrets that sign them. No `Debug`: it
+/// holds the secrets.
+#[derive(FromRow)]
+pub struct Signing {
+    pub url: String,
+    pub secret: String,
+    /// The secret replaced by the last rotation, while it still signs.
+    pub previous_secret: Option<String>,
+}
+
 const SUBSCRIPTION_COLUMNS: &str =
     "id, url, events, enabled, description, failing, disabled_reason, created_at";
 
@@ -190,6 +203,42 @@ impl WebhookStore {
         .bind(change.events)
         .bind(change.enabled)
         .bind(change.description)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Replaces the secret with `secret`; the replaced one keeps signing, alongside it,
+    /// for `ROTATION_OVERLAP_HOURS`, until the time returned. `None` when there is no
+    /// such subscription.
+    pub async fn rotate_secret(
+        &self,
+        id: i64,
+        secret: &str,
+    ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE webhook_subscriptions
+                SET previous_secret = secret,
+                    previous_secret_expires_at = now() + make_interval(hours => $3),
+                    secret = $2
+              WHERE id = $1
+          RETURNING previous_secret_expires_at",
+        )
+        .bind(id)
+        .bind(secret)
+        .bind(ROTATION_OVERLAP_HOURS)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The URL and the secrets that sign for the subscription now.
+    pub async fn signing(&self, id: i64) -> Result<Option<Signing>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT url, secret,
+                    CASE WHEN previous_secret_expires_at > now() THEN previous_secret END
+                        AS previous_secret
+               FROM webhook_subscriptions WHERE id = $1",
+        )
+        .bind(id)
         .fetch_optional(&self.pool)
         .await
     }

@@ -49,6 +49,8 @@ fn expected_routes() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "/api/webhooks/{id}",
             BTreeSet::from(["get", "patch", "delete"]),
         ),
+        ("/api/webhooks/{id}/rotate-secret", BTreeSet::from(["post"])),
+        ("/api/webhooks/{id}/test", BTreeSet::from(["post"])),
         ("/api/webhooks/{id}/deliveries", BTreeSet::from(["get"])),
         (
             "/api/webhooks/{id}/deliveries/{delivery_id}/retry",

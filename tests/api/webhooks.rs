@@ -144,6 +144,18 @@ async fn deliveries(app: &TestApp, token: &str, id: i64, query: &str) -> Value {
     json(response).await
 }
 
+/// The deliveries list once it counts `count` entries (or after 10 s, as it is then).
+async fn deliveries_until(app: &TestApp, token: &str, id: i64, query: &str, count: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = deliveries(app, token, id, query).await;
+        if listed["count"] == count || Instant::now() >= deadline {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[test]
 fn hmac_matches_the_standard_webhooks_test_vector() {
     // From the Standard Webhooks specification's reference test.
@@ -256,7 +268,8 @@ async fn deliveries_are_signed_and_carry_the_event_and_the_ticket_after_it() {
     assert_eq!(third["event"], "comment.created");
     assert_eq!(third["data"]["internal"], true);
 
-    let listed = deliveries(&app, &admin, id, "status=delivered").await;
+    // The receiver logs a request before it answers; the answer is recorded right after.
+    let listed = deliveries_until(&app, &admin, id, "status=delivered", 3).await;
     assert_eq!(listed["count"], 3);
     let delivery = &listed["results"][0];
     assert_eq!(delivery["attempts"], 1);
@@ -573,6 +586,17 @@ async fn only_admins_manage_webhooks() {
     ] {
         assert_eq!(app.get(&path, &agent).await.status(), 403, "{path}");
     }
+    for path in [
+        format!("/api/webhooks/{id}/rotate-secret/"),
+        format!("/api/webhooks/{id}/test/"),
+    ] {
+        let response = app.post(&path, &agent, &json!({})).await;
+        assert_eq!(response.status(), 403, "{path}");
+        let response = app
+            .post(&path.replace(&id.to_string(), "999999"), &admin, &json!({}))
+            .await;
+        assert_eq!(response.status(), 404, "{path}");
+    }
     let response = app
         .post(
             "/api/webhooks/",
@@ -631,4 +655,213 @@ async fn only_admins_manage_webhooks() {
             .status(),
         404
     );
+}
+
+/// The `v1,` signatures of a request, in the order sent.
+fn signatures(r: &Received) -> Vec<String> {
+    r.headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .split(' ')
+        .map(|s| s.strip_prefix("v1,").expect("v1 signature").to_owned())
+        .collect()
+}
+
+/// The base64 HMAC of the request under `secret`, computed independently.
+fn expected_signature(r: &Received, secret: &str) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let timestamp = r.headers["webhook-timestamp"].to_str().unwrap();
+    let mut signed = format!("{}.{}.", r.webhook_id, timestamp).into_bytes();
+    signed.extend_from_slice(&r.raw);
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&key, &signed))
+}
+
+fn verifies(r: &Received, secret: &str) -> bool {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(&r.raw, &r.headers)
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_alongside_the_previous_one() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (receiver, url) = Receiver::start(|_| 200).await;
+    let created = subscribe(&app, &admin, json!({"url": url})).await;
+    let old = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_i64().unwrap();
+
+    let response = app
+        .post(
+            &format!("/api/webhooks/{id}/rotate-secret/"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let rotated = json(response).await;
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("whsec_") && new != old, "{rotated}");
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(rotated["previous_secret_expires_at"].clone()).unwrap();
+    let overlap = expires - chrono::Utc::now();
+    assert!(
+        overlap > chrono::Duration::hours(23) && overlap <= chrono::Duration::hours(24),
+        "{overlap}"
+    );
+    let read = json(app.get(&format!("/api/webhooks/{id}/"), &admin).await).await;
+    assert!(read.get("secret").is_none(), "the new secret is shown once");
+    assert!(read.get("previous_secret").is_none());
+
+    app.create_ticket(&admin, json!({"title": "Rotate me"}))
+        .await;
+    receiver.wait_for("one event", |r| !r.is_empty()).await;
+    let delivery = &receiver.received()[0];
+    assert_eq!(
+        signatures(delivery),
+        vec![
+            expected_signature(delivery, &new),
+            expected_signature(delivery, &old)
+        ],
+        "v1,<new> v1,<old>"
+    );
+    assert!(verifies(delivery, &new), "verifies with the new secret");
+    assert!(verifies(delivery, &old), "verifies with the old secret");
+
+    // A second rotation drops the first secret: only the last one replaced still signs.
+    let response = app
+        .post(
+            &format!("/api/webhooks/{id}/rotate-secret/"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    let newest = json(response).await["secret"].as_str().unwrap().to_owned();
+    let response = app
+        .post(&format!("/api/webhooks/{id}/test/"), &admin, &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let ping = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.body["event"] == "webhook.test")
+        .expect("the ping");
+    assert_eq!(
+        signatures(&ping),
+        vec![
+            expected_signature(&ping, &newest),
+            expected_signature(&ping, &new)
+        ]
+    );
+    assert!(!verifies(&ping, &old));
+}
+
+#[tokio::test]
+async fn an_expired_previous_secret_no_longer_signs() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (receiver, url) = Receiver::start(|_| 200).await;
+    let created = subscribe(&app, &admin, json!({"url": url})).await;
+    let old = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_i64().unwrap();
+    let response = app
+        .post(
+            &format!("/api/webhooks/{id}/rotate-secret/"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    let new = json(response).await["secret"].as_str().unwrap().to_owned();
+    sqlx::query(
+        "UPDATE webhook_subscriptions
+            SET previous_secret_expires_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.create_ticket(&admin, json!({"title": "After the overlap"}))
+        .await;
+    receiver.wait_for("one event", |r| !r.is_empty()).await;
+    let delivery = &receiver.received()[0];
+    assert_eq!(
+        signatures(delivery),
+        vec![expected_signature(delivery, &new)]
+    );
+    assert!(!verifies(delivery, &old));
+}
+
+#[tokio::test]
+async fn a_test_ping_is_sent_signed_and_its_answer_reported() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (receiver, url) = Receiver::start(|body| {
+        if body["event"] == "webhook.test" {
+            202
+        } else {
+            200
+        }
+    })
+    .await;
+    let created = subscribe(
+        &app,
+        &admin,
+        json!({"url": url, "events": ["comment.created"]}),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_i64().unwrap();
+
+    let response = app
+        .post(&format!("/api/webhooks/{id}/test/"), &admin, &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let result = json(response).await;
+    assert_eq!(result["status_code"], 202, "{result}");
+    assert!(result["duration_ms"].is_u64(), "{result}");
+    assert!(result["error"].is_null(), "{result}");
+
+    // Sent synchronously: it has arrived by the time the answer is back.
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let ping = &received[0];
+    assert_eq!(ping.body["event"], "webhook.test");
+    assert_eq!(ping.body["data"], json!({}));
+    assert_eq!(ping.body["id"], json!(ping.webhook_id));
+    assert_eq!(result["webhook_id"], json!(ping.webhook_id));
+    assert!(ping.body["timestamp"].is_string());
+    assert_eq!(signatures(ping), vec![expected_signature(ping, &secret)]);
+    assert!(verifies(ping, &secret));
+
+    // Not part of any queue.
+    let listed = deliveries(&app, &admin, id, "").await;
+    assert_eq!(listed["count"], 0, "{listed}");
+
+    // A failing receiver is reported, not an error of this endpoint.
+    receiver.answer_with(|_| 500);
+    let result = json(
+        app.post(&format!("/api/webhooks/{id}/test/"), &admin, &json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(result["status_code"], 500, "{result}");
+    assert!(result["error"].is_string(), "{result}");
+
+    // An endpoint that does not answer at all.
+    let dead = subscribe(&app, &admin, json!({"url": "http://127.0.0.1:9/hook"})).await;
+    let dead_id = dead["id"].as_i64().unwrap();
+    let result = json(
+        app.post(
+            &format!("/api/webhooks/{dead_id}/test/"),
+            &admin,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert!(result["status_code"].is_null(), "{result}");
+    assert_eq!(result["error"], "cannot connect", "{result}");
 }
