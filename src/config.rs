@@ -53,6 +53,16 @@ pub struct Config {
     )]
     pub webhook_retry_schedule: RetrySchedule,
 
+    /// How long a webhook endpoint may take to answer, in ms.
+    #[arg(long, env = "ARCTYK_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub webhook_timeout_ms: u64,
+
+    /// Requests in flight at once to one webhook endpoint (one subscription URL).
+    #[arg(long, env = "ARCTYK_WEBHOOK_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub webhook_max_connections: u64,
+
     /// Whether this process runs the log's subscribers (projections). Tests turn it off
     /// to stand for a crashed worker.
     #[arg(skip = true)]
@@ -62,6 +72,10 @@ pub struct Config {
 impl Config {
     pub fn read_your_writes(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_ms)
+    }
+
+    pub fn webhook_timeout(&self) -> Duration {
+        Duration::from_millis(self.webhook_timeout_ms)
     }
 
     /// The database URL with any password hidden, for logs.
@@ -80,6 +94,8 @@ impl std::fmt::Debug for Config {
             .field("db_pool_size", &self.db_pool_size)
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
+            .field("webhook_timeout_ms", &self.webhook_timeout_ms)
+            .field("webhook_max_connections", &self.webhook_max_connections)
             .finish()
     }
 }

@@ -36,6 +36,8 @@ pub fn test_config(database_url: &str) -> Config {
         read_your_writes_ms: 5_000,
         webhook_allow_private: true,
         webhook_retry_schedule: "0,0.2,0.5".parse().expect("valid schedule"),
+        webhook_timeout_ms: 2_000,
+        webhook_max_connections: 16,
         run_subscribers: true,
     }
 }
