@@ -157,8 +157,8 @@ async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
                 AND (d.lease_until IS NULL OR d.lease_until < now())
                 AND NOT EXISTS (
                     SELECT 1 FROM webhook_deliveries e
-                     WHERE e.subscription_id = d.subscription_id AND e.ticket = d.ticket
-                       AND e.sequence < d.sequence AND e.status IN ('pending', 'parked'))
+                     WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
+                       AND e.id < d.id AND e.status IN ('pending', 'parked'))
               ORDER BY d.next_attempt_at, d.id
               LIMIT $1
                 FOR UPDATE OF d SKIP LOCKED)

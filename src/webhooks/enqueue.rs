@@ -43,6 +43,7 @@ impl Wanted {
 #[derive(Serialize)]
 struct DeliveryRow {
     subscription_id: i64,
+    queue: String,
     ticket: i64,
     sequence: i64,
     position: i64,
@@ -133,6 +134,7 @@ impl Processor for WebhookEnqueuer {
             for subscriber in subscribers {
                 deliveries.push(DeliveryRow {
                     subscription_id: subscriber.id,
+                    queue: format!("ticket:{}", ticket.number),
                     ticket: ticket.number,
                     sequence: stored.sequence,
                     position: stored.position,
@@ -145,10 +147,12 @@ impl Processor for WebhookEnqueuer {
         if !deliveries.is_empty() {
             sqlx::query(
                 "INSERT INTO webhook_deliveries
-                     (subscription_id, ticket, sequence, position, event, payload, webhook_id)
-                 SELECT * FROM jsonb_to_recordset($1) AS r(subscription_id bigint, ticket bigint,
-                     sequence bigint, position bigint, event text, payload jsonb, webhook_id text)
-                 ON CONFLICT (subscription_id, position) DO NOTHING",
+                     (subscription_id, queue, ticket, sequence, position, event, payload,
+                      webhook_id)
+                 SELECT * FROM jsonb_to_recordset($1) AS r(subscription_id bigint, queue text,
+                     ticket bigint, sequence bigint, position bigint, event text, payload jsonb,
+                     webhook_id text)
+                 ON CONFLICT (subscription_id, position) WHERE replay_id IS NULL DO NOTHING",
             )
             .bind(serde_json::to_value(&deliveries).map_err(other)?)
             .execute(&mut *conn)

@@ -62,8 +62,8 @@ pub struct AttemptDocument {
 pub struct DeliveryDocument {
     pub id: i64,
     pub subscription_id: i64,
-    /// The ticket number.
-    pub ticket: i64,
+    /// The ticket number; null for project and asset events.
+    pub ticket: Option<i64>,
     pub sequence: i64,
     pub position: i64,
     pub event: String,
@@ -348,8 +348,8 @@ impl WebhookStore {
                 AND (d.lease_until IS NULL OR d.lease_until < now())
                 AND NOT EXISTS (
                     SELECT 1 FROM webhook_deliveries e
-                     WHERE e.subscription_id = d.subscription_id AND e.ticket = d.ticket
-                       AND e.sequence < d.sequence AND e.status IN ('pending', 'parked'))",
+                     WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
+                       AND e.id < d.id AND e.status IN ('pending', 'parked'))",
         )
         .bind(delivery_id)
         .bind(by)
