@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arctyk_projections::subscription::{listen_for_events, LogNotifier};
+use arctyk_projections::subscription::{listen, listen_for_events, LogNotifier};
 use arctyk_projections::{CatalogProjection, Subscription, TicketProjection, TicketReads};
 use axum::extract::Request;
 use axum::serve::ListenerExt;
@@ -24,7 +24,10 @@ use crate::store::ticket_log::TicketLog;
 use crate::store::users::Users;
 use crate::ticket_links::LinkMirror;
 use crate::tickets::TicketService;
-use crate::webhooks::{WebhookDeliveryWorker, WebhookEnqueuer, WebhookStore};
+use crate::webhooks::{
+    http_client, DeliverySettings, WebhookDeliveryWorker, WebhookEnqueuer, WebhookStore,
+    WEBHOOKS_CHANNEL,
+};
 use crate::{db, Config};
 
 /// Why the application could not start.
@@ -81,11 +84,19 @@ impl Application {
         let catalog = Subscription::new(pool.clone(), CatalogProjection);
         let catalog_progress = catalog.progress();
         let webhooks = Subscription::new(pool.clone(), WebhookEnqueuer);
-        // Sends the webhook queues' heads; each commit of the enqueuer wakes it.
+        // Sends the webhook queues' heads; woken by the notification each transaction that
+        // writes deliveries sends at its commit, in every process.
+        let delivery_settings = DeliverySettings {
+            timeout: config.webhook_timeout(),
+            max_connections: config.webhook_max_connections as usize,
+            allow_private: config.webhook_allow_private,
+        };
+        let webhook_client =
+            http_client(&delivery_settings).map_err(StartupError::WebhookClient)?;
         let delivery = WebhookDeliveryWorker::new(
             pool.clone(),
             config.webhook_retry_schedule.clone(),
-            webhooks.progress(),
+            delivery_settings,
         )
         .map_err(StartupError::WebhookClient)?;
         let notifier =
@@ -101,6 +112,12 @@ impl Application {
             )));
             workers.push(tokio::spawn(projection.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(catalog.run(shutdown_rx.clone())));
+            workers.push(tokio::spawn(listen(
+                pool.clone(),
+                WEBHOOKS_CHANNEL,
+                vec![delivery.waker()],
+                shutdown_rx.clone(),
+            )));
             workers.push(tokio::spawn(webhooks.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(delivery.run(shutdown_rx.clone())));
         }
@@ -126,6 +143,7 @@ impl Application {
             users,
             webhooks: WebhookStore::new(pool.clone()),
             webhook_allow_private: config.webhook_allow_private,
+            webhook_client,
             database: pool.clone(),
             public_url: config.public_url.clone(),
             clock: clock.clone(),

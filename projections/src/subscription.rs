@@ -215,6 +215,10 @@ impl Progress {
     }
 }
 
+/// The first wait before reading again events held back by a running transaction; it
+/// doubles up to the poll interval while they stay held back.
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
+
 /// Runs one processor over the log.
 pub struct Subscription<P: Processor> {
     pool: PgPool,
@@ -285,10 +289,25 @@ impl<P: Processor> Subscription<P> {
         }
     }
 
+    /// Whether the log holds events after the checkpoint that the last read could not
+    /// take yet, because a transaction that started before they committed still runs.
+    async fn held_back(&self) -> Result<bool, sqlx::Error> {
+        let at = self.progress.borrow().to_owned();
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events
+                             WHERE (transaction_id, position) > ($1::text::xid8, $2))",
+        )
+        .bind(at.transaction_id.to_string())
+        .bind(at.position)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// Runs until `shutdown` fires: a batch whenever woken, or every poll interval.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.processor.name();
         let mut failures: u32 = 0;
+        let mut held_back = HELD_BACK_FIRST_WAIT;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -309,12 +328,27 @@ impl<P: Processor> Subscription<P> {
                     continue;
                 }
             };
-            if idle {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.poll_interval) => {}
-                    _ = shutdown.changed() => return,
+            if !idle {
+                held_back = HELD_BACK_FIRST_WAIT;
+                continue;
+            }
+            // Events that a running transaction may still precede are not read yet; no
+            // notification announces when that transaction ends, so look again soon.
+            let wait = match self.held_back().await {
+                Ok(true) => {
+                    let wait = held_back;
+                    held_back = (held_back * 2).min(self.poll_interval);
+                    wait
                 }
+                _ => {
+                    held_back = HELD_BACK_FIRST_WAIT;
+                    self.poll_interval
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
             }
         }
     }
@@ -339,15 +373,26 @@ pub async fn process_batch<P: Processor>(
     Ok((last, events.len()))
 }
 
-/// Wakes subscriptions when the log's insert trigger notifies, reconnecting on failure.
-/// Subscriptions also poll, so a lost notification delays them, never stalls them.
+/// Wakes subscriptions when another process appended to the log, reconnecting on
+/// failure. Subscriptions also poll, so a lost notification delays them, never stalls
+/// them.
 pub async fn listen_for_events(
     pool: PgPool,
+    wakers: Vec<Arc<Notify>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    listen(pool, EVENTS_CHANNEL, wakers, shutdown).await
+}
+
+/// Wakes `wakers` on each notification on `channel`, reconnecting on failure.
+pub async fn listen(
+    pool: PgPool,
+    channel: &'static str,
     wakers: Vec<Arc<Notify>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let connected = forward_notifications(&pool, &wakers);
+        let connected = forward_notifications(&pool, channel, &wakers);
         tokio::select! {
             result = connected => {
                 if let Err(error) = result {
@@ -363,9 +408,13 @@ pub async fn listen_for_events(
     }
 }
 
-async fn forward_notifications(pool: &PgPool, wakers: &[Arc<Notify>]) -> Result<(), sqlx::Error> {
+async fn forward_notifications(
+    pool: &PgPool,
+    channel: &str,
+    wakers: &[Arc<Notify>],
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(EVENTS_CHANNEL).await?;
+    listener.listen(channel).await?;
     // Whatever was written while we were not listening is picked up now.
     wakers.iter().for_each(|waker| waker.notify_one());
     loop {

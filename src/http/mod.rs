@@ -38,6 +38,8 @@ pub struct ApiState {
     pub webhooks: crate::webhooks::WebhookStore,
     /// Whether webhooks may target private addresses (`ARCTYK_WEBHOOK_ALLOW_PRIVATE`).
     pub webhook_allow_private: bool,
+    /// Sends webhook test pings, with the delivery worker's settings.
+    pub webhook_client: reqwest::Client,
     pub auth: Authenticator,
     pub database: sqlx::PgPool,
     /// Base for absolute links, e.g. `https://desk.example.com`; links are relative

@@ -61,6 +61,7 @@ trailing slash. Errors are application/problem+json (RFC 9457) with `error` repe
         super::webhooks::list_deliveries,
         super::webhooks::retry_delivery,
         super::webhooks::skip_delivery,
+        super::webhooks::replay_webhook,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -1,7 +1,8 @@
 //! Webhook subscriptions (admin only): create, list, read, change, delete; the event
-//! catalog; and the operator view of each subscription's deliveries, with retry and skip.
+//! catalog; the operator view of each subscription's deliveries, with retry and skip; and
+//! replays of a subscription's history.
 
-use arctyk_domain::{Role, TicketEvent};
+use arctyk_domain::Role;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +16,8 @@ use super::error::{AppError, Result};
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::ApiState;
 use crate::webhooks::deliver;
+use crate::webhooks::enqueue::{event_names, is_event_name};
+use crate::webhooks::replay::{ReplayDocument, ReplayError, ReplayFrom};
 use crate::webhooks::store::{
     generate_secret, secret_is_valid, DeliveryActionError, DeliveryDocument, DeliveryFilter,
     NewSubscription, SubscriptionChange, SubscriptionDocument,
@@ -33,6 +36,7 @@ pub fn router() -> Router<ApiState> {
         )
         .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/webhooks/{id}/test", post(test_webhook))
+        .route("/webhooks/{id}/replay", post(replay_webhook))
         .route("/webhooks/{id}/deliveries", get(list_deliveries))
         .route(
             "/webhooks/{id}/deliveries/{delivery_id}/retry",
@@ -101,6 +105,18 @@ pub struct TestPingResult {
     pub response_excerpt: Option<String>,
 }
 
+/// What to replay: exactly one of `from_position` and `since`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayWebhook {
+    /// Re-send the events after this log position (a body's `position`; 0 for all).
+    #[schema(example = 0)]
+    pub from_position: Option<i64>,
+    /// Re-send the events recorded at or after this time (RFC 3339).
+    #[schema(example = "2026-01-03T10:00:00Z")]
+    pub since: Option<String>,
+}
+
 /// The public event names a subscription can ask for.
 #[derive(Serialize, ToSchema)]
 pub struct EventCatalog {
@@ -114,7 +130,9 @@ pub struct DeliveryQuery {
     pub status: Option<String>,
     /// A ticket number.
     pub ticket: Option<String>,
-    /// An event name.
+    /// A queue: `ticket:<number>`, `project:<id>` or `asset:<id>`.
+    pub queue: Option<String>,
+    /// An event name from `/api/webhooks/events/`.
     pub event: Option<String>,
     /// Page number, from 1.
     pub page: Option<String>,
@@ -149,7 +167,7 @@ fn valid_events(events: Vec<String>) -> Result<Vec<String>> {
     }
     if let Some(unknown) = events
         .iter()
-        .find(|e| e.as_str() != "*" && !TicketEvent::NAMES.contains(&e.as_str()))
+        .find(|e| e.as_str() != "*" && !is_event_name(e))
     {
         return Err(AppError::invalid(
             "events",
@@ -218,12 +236,23 @@ pub async fn list_webhooks(
     Ok(Json(state.webhooks.list().await?))
 }
 
+/// The event names: those of tickets (with comments, links, tags, watchers, assets
+/// linked and SLA breaches), projects and assets.
+///
+/// Each delivery is a `POST` of `{"id", "event", "timestamp", "sequence", "position",
+/// "actor", "data": {"changes": {field: {"from", "to"}}, "internal", "truncated", …}}`,
+/// plus `ticket_id` and `title` with `data.ticket` for ticket events, `project_id` with
+/// `data.project` for project events, `asset_id` with `data.asset` for asset events: the
+/// record as it stood right after the event, as the API shows it. A body larger than
+/// 256 KiB serialized carries `{"id", "truncated": true, "path"}` in place of the record
+/// (fetch it from `path`) and `data.truncated: true`; if its changes alone are still too
+/// large, the largest changed fields become `{"truncated": true}`.
 #[utoipa::path(get, path = "/api/webhooks/events", tag = "webhooks",
     responses((status = 200, body = EventCatalog), (status = 401), (status = 403)))]
 pub async fn webhook_events(caller: Caller) -> Result<Json<EventCatalog>> {
     admin_only(&caller)?;
     Ok(Json(EventCatalog {
-        events: TicketEvent::NAMES.to_vec(),
+        events: event_names().collect(),
     }))
 }
 
@@ -335,10 +364,20 @@ pub async fn list_deliveries(
         ),
         None => None,
     };
+    let event = query.event.clone().filter(|e| !e.trim().is_empty());
+    if let Some(event) = &event {
+        if !is_event_name(event) {
+            return Err(AppError::invalid(
+                "event",
+                format!("Unknown event '{event}'"),
+            ));
+        }
+    }
     let filter = DeliveryFilter {
         status,
         ticket,
-        event: query.event.clone().filter(|e| !e.trim().is_empty()),
+        queue: query.queue.clone().filter(|q| !q.trim().is_empty()),
+        event,
     };
     let (count, deliveries) = state.webhooks.deliveries(id, &filter, paging).await?;
     Ok(Json(Page::new(
@@ -347,6 +386,7 @@ pub async fn list_deliveries(
         &[
             ("status", &query.status),
             ("ticket", &query.ticket),
+            ("queue", &query.queue),
             ("event", &query.event),
         ],
         paging,
@@ -401,16 +441,16 @@ pub async fn test_webhook(
         "timestamp": chrono::Utc::now(),
         "data": {},
     });
-    let client = deliver::http_client()
-        .map_err(|error| AppError::Internal(format!("cannot build an HTTP client: {error}")))?;
+    let body = serde_json::to_vec(&payload)
+        .map_err(|error| AppError::Internal(format!("cannot encode the ping: {error}")))?;
     let outcome = deliver::send(
-        &client,
+        &state.webhook_client,
         &deliver::Request {
             url: &signing.url,
             webhook_id: &webhook_id,
             secret: &signing.secret,
             previous_secret: signing.previous_secret.as_deref(),
-            payload: &payload,
+            body: &body,
         },
     )
     .await;
@@ -454,7 +494,7 @@ pub async fn retry_delivery(
 
 #[utoipa::path(post, path = "/api/webhooks/{id}/deliveries/{delivery_id}/skip", tag = "webhooks",
     params(("id" = i64, Path), ("delivery_id" = i64, Path)),
-    responses((status = 204, description = "Skipped; the ticket's queue moves on"),
+    responses((status = 204, description = "Skipped; the queue moves on"),
         (status = 401), (status = 403), (status = 404),
         (status = 409, description = "Not the head of its queue, being sent, or already done")))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email))]
@@ -472,4 +512,62 @@ pub async fn skip_delivery(
         .await
         .map_err(action_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The replay's start, from a body with exactly one of `from_position` and `since`.
+fn replay_from(body: ReplayWebhook) -> Result<ReplayFrom> {
+    match (body.from_position, body.since) {
+        (Some(position), None) if position >= 0 => Ok(ReplayFrom::Position(position)),
+        (Some(_), None) => Err(AppError::invalid("from_position", "Must be 0 or more")),
+        (None, Some(since)) => chrono::DateTime::parse_from_rfc3339(since.trim())
+            .map(|since| ReplayFrom::Since(since.to_utc()))
+            .map_err(|_| {
+                AppError::invalid(
+                    "since",
+                    "Must be an RFC 3339 date-time, e.g. 2026-01-03T10:00:00Z",
+                )
+            }),
+        _ => Err(AppError::invalid(
+            "non_field_errors",
+            "Give exactly one of from_position and since",
+        )),
+    }
+}
+
+/// Re-sends the subscription's history as new deliveries.
+///
+/// The events after `from_position` (or recorded at or after `since`) that the
+/// subscription's `events` want, up to where the enqueuer stands (`until_position`; later
+/// events arrive live), are queued again in order behind what each queue already holds,
+/// with the same bodies as live deliveries (each with its record as it stood after the
+/// event). Each replayed delivery has a new `webhook-id`,
+/// `msg_<position>_<subscription>_r<replay>`, so a receiver that de-duplicates on
+/// `webhook-id` does not drop it; the body's `id` (`evt_<position>`) names the event and
+/// is the same as when it was first sent. Replayed deliveries are listed among the
+/// subscription's deliveries with their `replay_id`.
+#[utoipa::path(post, path = "/api/webhooks/{id}/replay", tag = "webhooks", request_body = ReplayWebhook,
+    params(("id" = i64, Path)),
+    responses((status = 202, body = ReplayDocument, description = "The replayed events are queued"),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 415),
+        (status = 422, description = "Not exactly one of from_position and since, a negative position or a malformed time")))]
+#[tracing::instrument(skip_all, fields(user = %caller.user.email))]
+pub async fn replay_webhook(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReplayWebhook>,
+) -> Result<(StatusCode, Json<ReplayDocument>)> {
+    admin_only(&caller)?;
+    let id = record_id(&id, "webhook")?;
+    let from = replay_from(body)?;
+    let replay = state
+        .webhooks
+        .replay(id, from, &caller.user.email)
+        .await
+        .map_err(|error| match error {
+            ReplayError::NotFound => not_found(),
+            ReplayError::Database(error) => error.into(),
+            ReplayError::Log(message) => AppError::Internal(message),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(replay)))
 }

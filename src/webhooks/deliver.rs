@@ -1,39 +1,49 @@
 //! [`WebhookDeliveryWorker`]: sends the heads of the delivery queues.
 //!
-//! A delivery is claimed only when it is the head of its (subscription, ticket) queue
-//! (no earlier pending or parked delivery), due, and not leased by another worker. The
-//! claim takes a lease with `FOR UPDATE SKIP LOCKED` in one short statement, so several
-//! processes share the work without sending one head twice; a crashed worker's lease
-//! expires and the head is sent again (at least once, never out of order). The next
-//! event of a key is claimable only after its head was delivered or skipped.
+//! A delivery is claimed only when it is the head of its queue (the lowest open delivery
+//! of its subscription and aggregate), due, and not leased by another worker. The claim
+//! takes a lease with `FOR UPDATE SKIP LOCKED` in one statement for a whole batch of heads, so
+//! several processes share the work without sending one head twice; a crashed worker's
+//! lease expires and the head is sent again (at least once, never out of order). The
+//! next event of a queue is claimable only after its head was delivered or skipped.
+//!
+//! Outcomes are recorded in batches, one statement per batch (attempt log, delivery
+//! state, subscription flags), so the database cost of a delivery stays a fraction of a
+//! statement under load. At most `max_connections` requests per subscription are in
+//! flight in this process.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arctyk_projections::subscription::{LogPosition, Progress};
 use chrono::Utc;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde::Serialize;
 use sqlx::{FromRow, PgPool};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::config::RetrySchedule;
+use crate::webhooks::target::{check_literal, PublicOnlyResolver};
 
-/// Deliveries in flight at once, over all keys.
-const MAX_IN_FLIGHT: usize = 32;
+/// The channel notified (inside the writing transaction, so at its commit) whenever
+/// deliveries are written; every process's worker listens on it.
+pub const WEBHOOKS_CHANNEL: &str = "arctyk_webhook_deliveries";
+/// Deliveries in flight at once in this process, over all subscriptions.
+const MAX_IN_FLIGHT: usize = 512;
 /// How often the worker looks for due deliveries when nothing woke it.
 const POLL: Duration = Duration::from_millis(200);
-/// How long an endpoint may take to answer.
-const TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a claim holds a delivery; longer than any attempt can take.
-const LEASE_SECS: f64 = 60.0;
+/// How much longer than the request timeout a claim holds a delivery: a lease outlives
+/// any attempt, and a crashed worker's deliveries are taken again soon after.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// How much of a response body the attempt log keeps.
 const EXCERPT_BYTES: usize = 2048;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+/// How long shutdown waits for deliveries in flight before releasing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A claimed head, with what is needed to send it. No `Debug`: it holds the secret.
 #[derive(FromRow)]
@@ -41,7 +51,8 @@ struct Claimed {
     id: i64,
     subscription_id: i64,
     webhook_id: String,
-    payload: Value,
+    /// The body, as the text that is signed and sent.
+    payload: String,
     attempts: i32,
     url: String,
     secret: String,
@@ -67,131 +78,283 @@ pub struct Request<'a> {
     pub secret: &'a str,
     /// Also signs, after the current secret's signature, while a rotation is fresh.
     pub previous_secret: Option<&'a str>,
-    pub payload: &'a Value,
+    /// The JSON body, exactly as signed.
+    pub body: &'a [u8],
 }
 
-/// The client every webhook request is sent with: 15 s timeout, no redirects.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
+/// How webhook requests are sent.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub timeout: Duration,
+    /// Requests in flight at once to one subscription's endpoint, in this process.
+    pub max_connections: usize,
+    /// Whether internal addresses may be reached.
+    pub allow_private: bool,
+}
+
+/// The client every webhook request is sent with: the configured timeout, no
+/// redirects, and, unless private targets are allowed, only public addresses.
+pub fn http_client(settings: &DeliverySettings) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Arctyk-Webhooks/1")
-        .build()
+        .pool_max_idle_per_host(settings.max_connections)
+        .tcp_nodelay(true)
+        .user_agent("Arctyk-Webhooks/1");
+    let builder = if settings.allow_private {
+        builder
+    } else {
+        builder.dns_resolver(Arc::new(PublicOnlyResolver))
+    };
+    builder.build()
+}
+
+/// A finished attempt, waiting to be recorded.
+struct Finished {
+    id: i64,
+    subscription_id: i64,
+    attempts: i32,
+    outcome: Outcome,
 }
 
 pub struct WebhookDeliveryWorker {
     pool: PgPool,
     client: reqwest::Client,
     schedule: Arc<RetrySchedule>,
-    enqueued: Progress,
+    settings: DeliverySettings,
+    wake: Arc<Notify>,
 }
 
 impl WebhookDeliveryWorker {
-    /// `enqueued` is the enqueuer's progress: each of its commits wakes the worker.
     /// Fails only when no HTTP client can be built (e.g. no TLS backend).
     pub fn new(
         pool: PgPool,
         schedule: RetrySchedule,
-        enqueued: Progress,
+        settings: DeliverySettings,
     ) -> Result<Self, reqwest::Error> {
-        let client = http_client()?;
+        let client = http_client(&settings)?;
         Ok(Self {
             pool,
             client,
             schedule: Arc::new(schedule),
-            enqueued,
+            settings,
+            wake: Arc::new(Notify::new()),
         })
     }
 
-    /// Sends due heads until `shutdown` fires, then lets the deliveries in flight finish.
+    /// A handle that wakes the worker: new deliveries were written (see
+    /// [`WEBHOOKS_CHANNEL`]).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Sends due heads until `shutdown` fires, then gives the deliveries in flight a
+    /// moment to finish and releases the rest for another worker.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut in_flight = JoinSet::new();
+        let (done, mut finished) = mpsc::unbounded_channel::<Finished>();
+        let mut tasks = JoinSet::new();
+        // Deliveries in flight by id, with their subscription; and the count per
+        // subscription.
+        let mut flying: HashMap<i64, i64> = HashMap::new();
+        let mut in_flight: HashMap<i64, usize> = HashMap::new();
+        let mut next_due: Option<Instant> = None;
+        let mut batch = Vec::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let seen = self.enqueued.current();
-            let free = MAX_IN_FLIGHT - in_flight.len();
-            let mut claimed_all = false;
+            while let Ok(one) = finished.try_recv() {
+                batch.push(one);
+            }
+            if !batch.is_empty() {
+                match record(&self.pool, &self.schedule, &batch).await {
+                    Ok(retry_in) => {
+                        if let Some(wait) = retry_in {
+                            let at = Instant::now() + wait;
+                            next_due = Some(next_due.map_or(at, |due| due.min(at)));
+                        }
+                    }
+                    // The leases expire and the heads are sent again.
+                    Err(error) => tracing::warn!(%error, "cannot record webhook attempts"),
+                }
+                for one in batch.drain(..) {
+                    flying.remove(&one.id);
+                    if let Some(count) = in_flight.get_mut(&one.subscription_id) {
+                        *count -= 1;
+                        if *count == 0 {
+                            in_flight.remove(&one.subscription_id);
+                        }
+                    }
+                }
+                while tasks.try_join_next().is_some() {}
+            }
+            if next_due.is_some_and(|due| due <= Instant::now()) {
+                next_due = None;
+            }
+            let free = MAX_IN_FLIGHT - flying.len();
             if free > 0 {
-                match claim(&self.pool, free as i64).await {
+                match claim(&self.pool, free, &self.settings, &in_flight).await {
                     Ok(heads) => {
-                        claimed_all = heads.len() == free;
                         for head in heads {
-                            let pool = self.pool.clone();
+                            flying.insert(head.id, head.subscription_id);
+                            *in_flight.entry(head.subscription_id).or_default() += 1;
                             let client = self.client.clone();
-                            let schedule = self.schedule.clone();
-                            in_flight.spawn(async move {
-                                deliver(&pool, &client, &schedule, head).await;
+                            let done = done.clone();
+                            let allow_private = self.settings.allow_private;
+                            tasks.spawn(async move {
+                                let outcome = deliver(&client, &head, allow_private).await;
+                                let _ = done.send(Finished {
+                                    id: head.id,
+                                    subscription_id: head.subscription_id,
+                                    attempts: head.attempts,
+                                    outcome,
+                                });
                             });
                         }
                     }
                     Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
                 }
             }
-            if claimed_all && in_flight.len() < MAX_IN_FLIGHT {
-                continue;
-            }
-            let next = LogPosition {
-                transaction_id: seen.transaction_id,
-                position: seen.position + 1,
-            };
+            let poll = next_due
+                .map(|due| due.saturating_duration_since(Instant::now()))
+                .unwrap_or(POLL)
+                .min(POLL);
             tokio::select! {
-                // A delivery finished: its key's next event may be due now.
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = self.enqueued.wait_for(next, POLL) => {}
+                // A delivery finished: its queue's next event may be claimable now.
+                Some(one) = finished.recv() => batch.push(one),
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => break,
             }
         }
-        while in_flight.join_next().await.is_some() {}
+        self.drain(tasks, finished, batch, flying).await;
+    }
+
+    /// Records what finishes within the grace period and releases the rest.
+    async fn drain(
+        &self,
+        mut tasks: JoinSet<()>,
+        mut finished: mpsc::UnboundedReceiver<Finished>,
+        mut batch: Vec<Finished>,
+        mut flying: HashMap<i64, i64>,
+    ) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !tasks.is_empty() {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        tasks.abort_all();
+        while let Ok(one) = finished.try_recv() {
+            batch.push(one);
+        }
+        if !batch.is_empty() {
+            match record(&self.pool, &self.schedule, &batch).await {
+                Ok(_) => batch.iter().for_each(|one| {
+                    flying.remove(&one.id);
+                }),
+                Err(error) => tracing::warn!(%error, "cannot record webhook attempts at shutdown"),
+            }
+        }
+        // What is still leased by this worker was not answered in time: free it now
+        // rather than when the lease expires. (A request that reached the endpoint is
+        // sent again: at least once.)
+        let unfinished: Vec<i64> = flying.into_keys().collect();
+        if !unfinished.is_empty() {
+            if let Err(error) = release(&self.pool, &unfinished).await {
+                tracing::warn!(%error, "cannot release webhook deliveries at shutdown");
+            }
+        }
     }
 }
 
-/// Leases up to `limit` due heads of distinct queues.
-async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+/// Leases up to `limit` due heads of distinct queues, keeping every subscription under
+/// its share of requests in flight (counting those `in_flight` already).
+async fn claim(
+    pool: &PgPool,
+    limit: usize,
+    settings: &DeliverySettings,
+    in_flight: &HashMap<i64, usize>,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let per_endpoint = settings.max_connections;
+    let lease = settings.timeout + LEASE_MARGIN;
+    // Enough candidates to fill several endpoints, without probing the whole backlog.
+    let limit = limit.min(4 * per_endpoint);
+    let busy: Vec<i64> = in_flight.keys().copied().collect();
+    let counts: Vec<i64> = in_flight.values().map(|n| *n as i64).collect();
     sqlx::query_as(
+        // A head is the lowest open delivery of its queue: found by a probe of the open
+        // index per candidate. Candidates are ranked per subscription before any row is
+        // locked, so only what is taken gets locked.
         "WITH heads AS (
-             SELECT d.id FROM webhook_deliveries d
+             SELECT d.id, d.subscription_id, d.next_attempt_at FROM webhook_deliveries d
                JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.enabled
               WHERE d.status = 'pending' AND d.next_attempt_at <= now()
                 AND (d.lease_until IS NULL OR d.lease_until < now())
-                AND NOT EXISTS (
-                    SELECT 1 FROM webhook_deliveries e
-                     WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
-                       AND e.id < d.id AND e.status IN ('pending', 'parked'))
+                AND d.id = (SELECT min(e.id) FROM webhook_deliveries e
+                             WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
+                               AND e.status IN ('pending', 'parked'))
               ORDER BY d.next_attempt_at, d.id
-              LIMIT $1
+              LIMIT $1),
+         busy AS (SELECT * FROM unnest($4::bigint[], $5::bigint[]) AS b(subscription_id, n)),
+         chosen AS (
+             SELECT h.id FROM (
+                 SELECT heads.id, heads.subscription_id,
+                        row_number() OVER (PARTITION BY heads.subscription_id
+                                           ORDER BY heads.next_attempt_at, heads.id) AS rank
+                   FROM heads) h
+               LEFT JOIN busy b ON b.subscription_id = h.subscription_id
+              WHERE h.rank + coalesce(b.n, 0) <= $3),
+         locked AS (
+             SELECT d.id FROM webhook_deliveries d JOIN chosen USING (id)
+              WHERE d.status = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
                 FOR UPDATE OF d SKIP LOCKED)
          UPDATE webhook_deliveries d
             SET lease_until = now() + make_interval(secs => $2)
-           FROM heads, webhook_subscriptions s
-          WHERE d.id = heads.id AND s.id = d.subscription_id
-      RETURNING d.id, d.subscription_id, d.webhook_id, d.payload, d.attempts, s.url, s.secret,
+           FROM locked, webhook_subscriptions s
+          WHERE d.id = locked.id AND s.id = d.subscription_id
+      RETURNING d.id, d.subscription_id, d.webhook_id, d.payload::text AS payload, d.attempts,
+                s.url, s.secret,
                 CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END
                     AS previous_secret",
     )
-    .bind(limit)
-    .bind(LEASE_SECS)
+    .bind(limit as i64)
+    .bind(lease.as_secs_f64())
+    .bind(per_endpoint as i64)
+    .bind(&busy)
+    .bind(&counts)
     .fetch_all(pool)
     .await
 }
 
 #[tracing::instrument(skip_all, fields(delivery = head.id, subscription = head.subscription_id))]
-async fn deliver(pool: &PgPool, client: &reqwest::Client, schedule: &RetrySchedule, head: Claimed) {
-    let outcome = send(
+async fn deliver(client: &reqwest::Client, head: &Claimed, allow_private: bool) -> Outcome {
+    if let Err(error) = check_literal(&head.url, allow_private) {
+        return Outcome::failed(Instant::now(), error.to_string());
+    }
+    send(
         client,
         &Request {
             url: &head.url,
             webhook_id: &head.webhook_id,
             secret: &head.secret,
             previous_secret: head.previous_secret.as_deref(),
-            payload: &head.payload,
+            body: head.payload.as_bytes(),
         },
     )
-    .await;
-    if let Err(error) = record(pool, schedule, &head, &outcome).await {
-        // The lease expires and the head is sent again.
-        tracing::warn!(%error, "cannot record a webhook attempt");
+    .await
+}
+
+impl Outcome {
+    fn failed(started: Instant, error: String) -> Self {
+        Outcome {
+            status: None,
+            duration: started.elapsed(),
+            error: Some(error),
+            excerpt: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -199,21 +362,12 @@ async fn deliver(pool: &PgPool, client: &reqwest::Client, schedule: &RetrySchedu
 /// rotation is fresh, ` v1,<previous>` after it.
 pub async fn send(client: &reqwest::Client, head: &Request<'_>) -> Outcome {
     let started = Instant::now();
-    let failed = |error: String| Outcome {
-        status: None,
-        duration: started.elapsed(),
-        error: Some(error),
-        excerpt: None,
-        retry_after: None,
-    };
-    let body = match serde_json::to_vec(&head.payload) {
-        Ok(body) => body,
-        Err(error) => return failed(error.to_string()),
-    };
+    let failed = |error: String| Outcome::failed(started, error);
+    let body = head.body;
     let timestamp = Utc::now().timestamp();
     let sign = |secret: &str| {
         standardwebhooks::Webhook::new(secret)
-            .and_then(|hook| hook.sign(head.webhook_id, timestamp, &body))
+            .and_then(|hook| hook.sign(head.webhook_id, timestamp, body))
     };
     let mut signature = match sign(head.secret) {
         Ok(signature) => signature,
@@ -237,7 +391,7 @@ pub async fn send(client: &reqwest::Client, head: &Request<'_>) -> Outcome {
     let response = match client
         .post(head.url)
         .headers(headers)
-        .body(body)
+        .body(body.to_vec())
         .send()
         .await
     {
@@ -306,105 +460,128 @@ fn jittered(wait: Duration) -> Duration {
     wait.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
 }
 
-/// Logs the attempt and moves the delivery on: delivered, due again later, or parked.
+/// One finished attempt as the recording statement reads it.
+#[derive(Serialize)]
+struct AttemptRow<'a> {
+    delivery_id: i64,
+    subscription_id: i64,
+    status_code: Option<u16>,
+    duration_ms: i64,
+    error: Option<&'a str>,
+    excerpt: Option<&'a str>,
+    attempts: i32,
+    /// `delivered`, `pending` (tried again after `wait`, or held by a disabled
+    /// subscription) or `parked`.
+    status: &'static str,
+    /// Seconds until the next attempt.
+    wait: Option<f64>,
+    /// The endpoint answered 410: the subscription is disabled.
+    gone: bool,
+}
+
+/// What a finished attempt leads to: delivered, due again later, held (410), or parked.
+fn next_step<'a>(schedule: &RetrySchedule, one: &'a Finished) -> AttemptRow<'a> {
+    let outcome = &one.outcome;
+    let attempts = one.attempts + 1;
+    let status = outcome.status.and_then(|s| StatusCode::from_u16(s).ok());
+    let (state, wait, gone) = if status.is_some_and(|s| s.is_success()) {
+        ("delivered", None, false)
+    } else if status == Some(StatusCode::GONE) {
+        // The endpoint is gone: stop sending; the queue waits for an admin to re-enable.
+        ("pending", None, true)
+    } else {
+        let honoured = matches!(
+            status,
+            Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+        )
+        .then_some(outcome.retry_after)
+        .flatten();
+        match schedule.wait_after(attempts as usize) {
+            Some(wait) => (
+                "pending",
+                Some(honoured.unwrap_or_else(|| jittered(wait)).as_secs_f64()),
+                false,
+            ),
+            None => ("parked", None, false),
+        }
+    };
+    AttemptRow {
+        delivery_id: one.id,
+        subscription_id: one.subscription_id,
+        status_code: outcome.status,
+        duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+        error: outcome.error.as_deref(),
+        excerpt: outcome.excerpt.as_deref(),
+        attempts,
+        status: state,
+        wait,
+        gone,
+    }
+}
+
+/// Logs a batch of attempts and moves each delivery on, in one statement. Returns the
+/// shortest wait before a retry, if any was scheduled.
 async fn record(
     pool: &PgPool,
     schedule: &RetrySchedule,
-    head: &Claimed,
-    outcome: &Outcome,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    batch: &[Finished],
+) -> Result<Option<Duration>, sqlx::Error> {
+    let rows: Vec<AttemptRow> = batch.iter().map(|one| next_step(schedule, one)).collect();
+    for row in rows.iter().filter(|row| row.status == "parked") {
+        tracing::warn!(
+            delivery = row.delivery_id,
+            subscription = row.subscription_id,
+            "a webhook delivery exhausted its retries; its queue is parked"
+        );
+    }
+    let shortest = rows
+        .iter()
+        .filter_map(|row| row.wait)
+        .min_by(f64::total_cmp)
+        .map(Duration::from_secs_f64);
+    let rows = serde_json::to_value(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
-        "INSERT INTO webhook_attempts (delivery_id, status_code, duration_ms, error, response_excerpt)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(head.id)
-    .bind(outcome.status.map(i32::from))
-    .bind(i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX))
-    .bind(&outcome.error)
-    .bind(&outcome.excerpt)
-    .execute(&mut *tx)
-    .await?;
-    let attempts = head.attempts + 1;
-    let status = outcome.status.and_then(|s| StatusCode::from_u16(s).ok());
-    if status.is_some_and(|s| s.is_success()) {
-        sqlx::query(
-            "UPDATE webhook_deliveries
-                SET status = 'delivered', attempts = $2, delivered_at = now(),
-                    lease_until = NULL, last_error = NULL
-              WHERE id = $1",
-        )
-        .bind(head.id)
-        .bind(attempts)
-        .execute(&mut *tx)
-        .await?;
-        return tx.commit().await;
-    }
-    if status == Some(StatusCode::GONE) {
-        // The endpoint is gone: stop sending; the queue waits for an admin to re-enable.
-        sqlx::query(
-            "UPDATE webhook_subscriptions
+        "WITH r AS (
+             SELECT * FROM jsonb_to_recordset($1) AS r(delivery_id bigint, subscription_id bigint,
+                 status_code integer, duration_ms bigint, error text, excerpt text,
+                 attempts integer, status text, wait float8, gone boolean)),
+         attempts AS (
+             INSERT INTO webhook_attempts
+                 (delivery_id, status_code, duration_ms, error, response_excerpt)
+             SELECT delivery_id, status_code, least(duration_ms, 2147483647)::integer, error,
+                    excerpt
+               FROM r),
+         deliveries AS (
+             UPDATE webhook_deliveries d
+                SET status = r.status, attempts = r.attempts, lease_until = NULL,
+                    last_error = r.error,
+                    delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
+                    next_attempt_at = CASE WHEN r.wait IS NULL THEN d.next_attempt_at
+                                           ELSE now() + make_interval(secs => r.wait) END
+               FROM r WHERE d.id = r.delivery_id),
+         gone AS (
+             UPDATE webhook_subscriptions
                 SET enabled = false, disabled_reason = 'The endpoint answered 410 Gone'
-              WHERE id = $1",
-        )
-        .bind(head.subscription_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = $2, lease_until = NULL, last_error = $3
-              WHERE id = $1",
-        )
-        .bind(head.id)
-        .bind(attempts)
-        .bind(&outcome.error)
-        .execute(&mut *tx)
-        .await?;
-        return tx.commit().await;
-    }
-    let honoured = matches!(
-        status,
-        Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+              WHERE id IN (SELECT subscription_id FROM r WHERE gone))
+         UPDATE webhook_subscriptions SET failing = true
+          WHERE id IN (SELECT subscription_id FROM r WHERE status = 'parked')",
     )
-    .then_some(outcome.retry_after)
-    .flatten();
-    match schedule.wait_after(attempts as usize) {
-        Some(wait) => {
-            let wait = honoured.unwrap_or_else(|| jittered(wait));
-            sqlx::query(
-                "UPDATE webhook_deliveries
-                    SET attempts = $2, lease_until = NULL, last_error = $3,
-                        next_attempt_at = now() + make_interval(secs => $4)
-                  WHERE id = $1",
-            )
-            .bind(head.id)
-            .bind(attempts)
-            .bind(&outcome.error)
-            .bind(wait.as_secs_f64())
-            .execute(&mut *tx)
-            .await?;
-        }
-        None => {
-            tracing::warn!(
-                webhook_id = head.webhook_id,
-                "a webhook delivery exhausted its retries; its ticket's queue is parked"
-            );
-            sqlx::query(
-                "UPDATE webhook_deliveries
-                    SET status = 'parked', attempts = $2, lease_until = NULL, last_error = $3
-                  WHERE id = $1",
-            )
-            .bind(head.id)
-            .bind(attempts)
-            .bind(&outcome.error)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE webhook_subscriptions SET failing = true WHERE id = $1")
-                .bind(head.subscription_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    tx.commit().await
+    .bind(rows)
+    .execute(pool)
+    .await?;
+    Ok(shortest)
+}
+
+/// Frees the leases of deliveries this worker claimed but did not finish.
+async fn release(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET lease_until = NULL
+          WHERE id = ANY($1) AND status = 'pending'",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,24 +1,31 @@
 //! [`WebhookEnqueuer`]: the `webhooks` processor on the log's subscription mechanism.
-//! For each ticket event it writes one delivery per enabled subscription that wants the
-//! event, carrying the exact body that will be signed and sent, in the transaction that
-//! moves its checkpoint: an event is enqueued exactly once, crash or not.
+//! For each ticket, project or asset event it writes one delivery per enabled
+//! subscription that wants the event, carrying the exact body that will be signed and
+//! sent, in the transaction that moves its checkpoint: an event is enqueued exactly once,
+//! crash or not.
 //!
-//! The body holds the ticket as it stood right after the event. Read models may be ahead
-//! of or behind the enqueuer, so it keeps its own copy of each ticket
-//! (`webhook_ticket_states`), advanced by the domain's `apply`; a missing or stale copy
-//! is rebuilt from the log up to the event.
+//! The body holds the record as it stood right after the event. Read models may be ahead
+//! of or behind the enqueuer, so it keeps its own copy of each record
+//! (`webhook_aggregate_states`), advanced by the domain's `apply`; a missing or stale copy
+//! is rebuilt from the log up to the event. The event catalog, the records and their
+//! bodies live in `published`; replays (`replay.rs`) build their deliveries with the same
+//! functions.
+
+mod published;
 
 use std::collections::HashMap;
 
-use arctyk_domain::{Ticket, TicketEvent};
-use arctyk_projections::ticket_document::TicketDocument;
-use arctyk_projections::ticket_projection::decode_ticket_event;
 use arctyk_projections::{Processor, ProcessorError, StoredEvent};
-use chrono::SecondsFormat;
-use cqrs_es::Aggregate;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::PgConnection;
+
+use published::other;
+pub use published::{
+    event_names, is_event_name, ASSET_EVENTS, MAX_BODY_BYTES, PROJECT_EVENTS, PUBLISHED_TYPES,
+};
+pub(crate) use published::{webhook_body, Published, PublishedEvent};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WebhookEnqueuer;
@@ -27,61 +34,96 @@ impl WebhookEnqueuer {
     pub const NAME: &'static str = "webhooks";
 }
 
-/// An enabled subscription and the events it wants.
+/// A subscription and the events it wants.
 #[derive(sqlx::FromRow)]
-struct Wanted {
-    id: i64,
-    events: Vec<String>,
+pub(crate) struct Wanted {
+    pub id: i64,
+    pub events: Vec<String>,
 }
 
 impl Wanted {
-    fn wants(&self, event: &str) -> bool {
+    pub fn wants(&self, event: &str) -> bool {
         self.events.iter().any(|e| e == "*" || e == event)
     }
 }
 
+/// One delivery to write, with the body that will be signed and sent.
 #[derive(Serialize)]
-struct DeliveryRow {
+pub(crate) struct Delivery {
     subscription_id: i64,
     queue: String,
-    ticket: i64,
+    ticket: Option<i64>,
     sequence: i64,
     position: i64,
     event: &'static str,
     payload: Value,
     webhook_id: String,
+    replay_id: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct StateRow<'a> {
-    aggregate_id: &'a str,
-    version: i64,
-    state: Value,
+impl Delivery {
+    /// The delivery of `stored` to a subscription, live or as part of a replay.
+    /// `webhook-id` is `msg_<position>_<subscription>` live and
+    /// `msg_<position>_<subscription>_r<replay>` when replayed, so a replayed event is
+    /// not taken for a retry of the live one.
+    pub fn new(
+        subscription_id: i64,
+        stored: &StoredEvent,
+        event: &PublishedEvent,
+        record: &Published,
+        payload: Value,
+        replay_id: Option<i64>,
+    ) -> Self {
+        let webhook_id = match replay_id {
+            None => format!("msg_{}_{subscription_id}", stored.position),
+            Some(replay) => format!("msg_{}_{subscription_id}_r{replay}", stored.position),
+        };
+        Self {
+            subscription_id,
+            queue: record.queue(),
+            ticket: record.ticket(),
+            sequence: stored.sequence,
+            position: stored.position,
+            event: event.name(),
+            payload,
+            webhook_id,
+            replay_id,
+        }
+    }
 }
 
-fn other(error: impl std::fmt::Display) -> ProcessorError {
-    ProcessorError::Other(error.to_string())
-}
-
-/// The body sent for `event`, with `ticket` as it stood after it.
-pub fn webhook_body(stored: &StoredEvent, event: &TicketEvent, ticket: &Ticket) -> Value {
-    let mut document = ticket.clone();
-    document.comments.clear();
-    json!({
-        "id": format!("evt_{}", stored.position),
-        "event": event.name(),
-        "ticket_id": ticket.number,
-        "title": ticket.title,
-        "timestamp": stored.recorded_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "sequence": stored.sequence,
-        "position": stored.position,
-        "actor": event.actor(),
-        "data": {
-            "changes": Value::Object(event.changes()),
-            "internal": event.is_internal(),
-            "ticket": TicketDocument::from(document),
-        },
-    })
+/// Writes `deliveries` in the order given: a queue is sent in delivery id order. A live
+/// delivery already written for the same event and subscription is left as it is.
+pub(crate) async fn insert_deliveries(
+    conn: &mut PgConnection,
+    deliveries: &[Delivery],
+) -> Result<(), ProcessorError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO webhook_deliveries
+             (subscription_id, queue, ticket, sequence, position, event, payload, webhook_id,
+              replay_id)
+         SELECT subscription_id, queue, ticket, sequence, position, event, payload, webhook_id,
+                replay_id
+           FROM ROWS FROM (jsonb_to_recordset($1) AS (subscription_id bigint, queue text,
+                    ticket bigint, sequence bigint, position bigint, event text,
+                    payload jsonb, webhook_id text, replay_id bigint))
+                WITH ORDINALITY AS r(subscription_id, queue, ticket, sequence, position, event,
+                    payload, webhook_id, replay_id, ord)
+          ORDER BY ord
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(serde_json::to_value(deliveries).map_err(other)?)
+    .execute(&mut *conn)
+    .await?;
+    // Wakes the delivery workers of every process when this transaction commits.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::webhooks::WEBHOOKS_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 impl Processor for WebhookEnqueuer {
@@ -97,7 +139,7 @@ impl Processor for WebhookEnqueuer {
     ) -> Result<(), ProcessorError> {
         let events: Vec<&StoredEvent> = events
             .iter()
-            .filter(|e| e.aggregate_type == Ticket::TYPE)
+            .filter(|e| PUBLISHED_TYPES.contains(&e.aggregate_type.as_str()))
             .collect();
         if events.is_empty() {
             return Ok(());
@@ -111,125 +153,180 @@ impl Processor for WebhookEnqueuer {
         if wanted.is_empty() {
             return Ok(());
         }
-        let mut tickets = load_states(conn, &events).await?;
+        let mut records = load_states(conn, &events).await?;
         let mut deliveries = Vec::new();
         for stored in events {
-            let event = decode_ticket_event(stored)?;
-            if !tickets.contains_key(stored.aggregate_id.as_str())
-                || tickets[stored.aggregate_id.as_str()].version + 1 != stored.sequence as u64
-            {
-                let rebuilt = replay(conn, stored).await?;
-                tickets.insert(stored.aggregate_id.as_str(), rebuilt);
+            let key = (stored.aggregate_type.as_str(), stored.aggregate_id.as_str());
+            let current = records
+                .get(&key)
+                .is_some_and(|record| record.version() + 1 == stored.sequence as u64);
+            if !current {
+                records.insert(key, rebuild(conn, stored).await?);
             }
-            let Some(ticket) = tickets.get_mut(stored.aggregate_id.as_str()) else {
+            let Some(record) = records.get_mut(&key) else {
                 continue;
             };
-            ticket.apply(event.clone());
+            let event = PublishedEvent::decode(stored)?;
+            record.apply(event.clone())?;
             let subscribers: Vec<&Wanted> =
                 wanted.iter().filter(|w| w.wants(event.name())).collect();
             if subscribers.is_empty() {
                 continue;
             }
-            let body = webhook_body(stored, &event, ticket);
+            let body = webhook_body(stored, &event, record);
             for subscriber in subscribers {
-                deliveries.push(DeliveryRow {
-                    subscription_id: subscriber.id,
-                    queue: format!("ticket:{}", ticket.number),
-                    ticket: ticket.number,
-                    sequence: stored.sequence,
-                    position: stored.position,
-                    event: event.name(),
-                    payload: body.clone(),
-                    webhook_id: format!("msg_{}_{}", stored.position, subscriber.id),
-                });
+                deliveries.push(Delivery::new(
+                    subscriber.id,
+                    stored,
+                    &event,
+                    record,
+                    body.clone(),
+                    None,
+                ));
             }
         }
-        if !deliveries.is_empty() {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries
-                     (subscription_id, queue, ticket, sequence, position, event, payload,
-                      webhook_id)
-                 SELECT * FROM jsonb_to_recordset($1) AS r(subscription_id bigint, queue text,
-                     ticket bigint, sequence bigint, position bigint, event text, payload jsonb,
-                     webhook_id text)
-                 ON CONFLICT (subscription_id, position) WHERE replay_id IS NULL DO NOTHING",
-            )
-            .bind(serde_json::to_value(&deliveries).map_err(other)?)
-            .execute(&mut *conn)
-            .await?;
-        }
-        save_states(conn, &tickets).await
+        insert_deliveries(conn, &deliveries).await?;
+        save_states(conn, &records).await
     }
 }
 
-/// The copies of the touched tickets.
+type RecordKey<'a> = (&'a str, &'a str);
+
+/// The copies of the touched records.
 async fn load_states<'a>(
     conn: &mut PgConnection,
     events: &[&'a StoredEvent],
-) -> Result<HashMap<&'a str, Ticket>, ProcessorError> {
-    let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let rows: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT aggregate_id, state FROM webhook_ticket_states WHERE aggregate_id = ANY($1)",
+) -> Result<HashMap<RecordKey<'a>, Published>, ProcessorError> {
+    let mut keys: Vec<RecordKey<'a>> = events
+        .iter()
+        .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (types, ids): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    let rows: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT s.aggregate_type, s.aggregate_id, s.state
+           FROM webhook_aggregate_states s
+           JOIN unnest($1::text[], $2::text[]) AS k(aggregate_type, aggregate_id)
+             USING (aggregate_type, aggregate_id)",
     )
+    .bind(&types)
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
     let mut states = HashMap::with_capacity(rows.len());
-    for (id, state) in rows {
-        if let Some(key) = ids.iter().find(|k| **k == id) {
-            let ticket: Ticket = serde_json::from_value(state).map_err(other)?;
-            states.insert(*key, ticket);
+    for (aggregate_type, aggregate_id, state) in rows {
+        let Ok(at) = keys.binary_search(&(aggregate_type.as_str(), aggregate_id.as_str())) else {
+            continue;
+        };
+        if let Some(record) = Published::decode(&aggregate_type, state)? {
+            states.insert(keys[at], record);
         }
     }
     Ok(states)
 }
 
-/// The ticket just before `stored`, from the log.
-async fn replay(conn: &mut PgConnection, stored: &StoredEvent) -> Result<Ticket, ProcessorError> {
-    let rows: Vec<(Value,)> = sqlx::query_as(
-        "SELECT payload FROM events
+/// The columns of an event as [`LogRow`] reads them.
+pub(crate) const LOG_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+     recorded_at";
+
+/// One event of the log, read with [`LOG_COLUMNS`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct LogRow {
+    position: i64,
+    transaction_id: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl From<LogRow> for StoredEvent {
+    fn from(row: LogRow) -> Self {
+        Self {
+            position: row.position,
+            transaction_id: row.transaction_id,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: row.payload,
+            metadata: row.metadata,
+            recorded_at: row.recorded_at,
+        }
+    }
+}
+
+/// The record just before `stored`, from the log.
+pub(crate) async fn rebuild(
+    conn: &mut PgConnection,
+    stored: &StoredEvent,
+) -> Result<Published, ProcessorError> {
+    let mut record = Published::empty(&stored.aggregate_type).ok_or_else(|| {
+        other(format!(
+            "{} events are not published",
+            stored.aggregate_type
+        ))
+    })?;
+    let rows: Vec<LogRow> = sqlx::query_as(&format!(
+        "SELECT {LOG_COLUMNS} FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3
-          ORDER BY sequence",
-    )
-    .bind(Ticket::TYPE)
+          ORDER BY sequence"
+    ))
+    .bind(&stored.aggregate_type)
     .bind(&stored.aggregate_id)
     .bind(stored.sequence)
     .fetch_all(&mut *conn)
     .await?;
-    let mut ticket = Ticket::default();
-    for (payload,) in rows {
-        let event: TicketEvent = serde_json::from_value(payload).map_err(other)?;
-        ticket.apply(event);
+    for row in rows {
+        record.apply(PublishedEvent::decode(&row.into())?)?;
     }
-    if ticket.version + 1 != stored.sequence as u64 {
+    if record.version() + 1 != stored.sequence as u64 {
         return Err(other(format!(
-            "ticket {} replays to version {} before sequence {}",
-            stored.aggregate_id, ticket.version, stored.sequence
+            "{} {} replays to version {} before sequence {}",
+            stored.aggregate_type,
+            stored.aggregate_id,
+            record.version(),
+            stored.sequence
         )));
     }
-    Ok(ticket)
+    Ok(record)
+}
+
+#[derive(Serialize)]
+struct StateRow<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    version: i64,
+    state: Value,
 }
 
 async fn save_states(
     conn: &mut PgConnection,
-    tickets: &HashMap<&str, Ticket>,
+    records: &HashMap<RecordKey<'_>, Published>,
 ) -> Result<(), ProcessorError> {
-    let rows = tickets
+    let rows = records
         .iter()
-        .map(|(aggregate_id, ticket)| {
+        .map(|((aggregate_type, aggregate_id), record)| {
             Ok(StateRow {
+                aggregate_type,
                 aggregate_id,
-                version: ticket.version as i64,
-                state: serde_json::to_value(ticket).map_err(other)?,
+                version: record.version() as i64,
+                state: record.encode()?,
             })
         })
         .collect::<Result<Vec<_>, ProcessorError>>()?;
     sqlx::query(
-        "INSERT INTO webhook_ticket_states (aggregate_id, version, state)
-         SELECT * FROM jsonb_to_recordset($1) AS r(aggregate_id text, version bigint, state jsonb)
-         ON CONFLICT (aggregate_id) DO UPDATE
+        "INSERT INTO webhook_aggregate_states (aggregate_type, aggregate_id, version, state)
+         SELECT * FROM jsonb_to_recordset($1)
+             AS r(aggregate_type text, aggregate_id text, version bigint, state jsonb)
+         ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
             SET version = excluded.version, state = excluded.state",
     )
     .bind(serde_json::to_value(&rows).map_err(other)?)

@@ -8,9 +8,10 @@
 
 pub mod deliver;
 pub mod enqueue;
+pub mod replay;
 pub mod store;
 pub mod target;
 
-pub use deliver::WebhookDeliveryWorker;
+pub use deliver::{http_client, DeliverySettings, WebhookDeliveryWorker, WEBHOOKS_CHANNEL};
 pub use enqueue::WebhookEnqueuer;
 pub use store::WebhookStore;

@@ -9,6 +9,8 @@ use serde_json::Value;
 use sqlx::{FromRow, PgPool};
 use utoipa::ToSchema;
 
+use super::replay::{ReplayDocument, ReplayError, ReplayFrom};
+
 /// A subscription as the API shows it; the secret is only shown when it is created.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct SubscriptionDocument {
@@ -18,7 +20,7 @@ pub struct SubscriptionDocument {
     pub events: Vec<String>,
     pub enabled: bool,
     pub description: String,
-    /// A delivery exhausted its retries and holds its ticket's queue.
+    /// A delivery exhausted its retries and holds its queue.
     pub failing: bool,
     /// Why the subscription was disabled (e.g. the endpoint answered 410).
     pub disabled_reason: Option<String>,
@@ -62,13 +64,19 @@ pub struct AttemptDocument {
 pub struct DeliveryDocument {
     pub id: i64,
     pub subscription_id: i64,
+    /// The queue the delivery waits in, in order: `ticket:<number>`, `project:<id>` or
+    /// `asset:<id>`.
+    pub queue: String,
     /// The ticket number; null for project and asset events.
     pub ticket: Option<i64>,
     pub sequence: i64,
     pub position: i64,
     pub event: String,
-    /// `webhook-id` of every attempt of this delivery.
+    /// `webhook-id` of every attempt of this delivery: `msg_<position>_<subscription>`,
+    /// with `_r<replay>` appended when a replay made it.
     pub webhook_id: String,
+    /// The replay that made this delivery; null for live deliveries.
+    pub replay_id: Option<i64>,
     /// `pending`, `delivered`, `parked` or `skipped`.
     pub status: String,
     pub attempts: i32,
@@ -77,7 +85,8 @@ pub struct DeliveryDocument {
     pub skipped_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
-    /// The body sent.
+    /// The body sent. Over 256 KiB, `data.ticket` (or `data.project`, `data.asset`) is
+    /// replaced by `{"id", "truncated": true, "path"}` and `data.truncated` is true.
     #[schema(value_type = Object)]
     pub payload: Value,
     #[sqlx(skip)]
@@ -89,6 +98,7 @@ pub struct DeliveryDocument {
 pub struct DeliveryFilter {
     pub status: Option<String>,
     pub ticket: Option<i64>,
+    pub queue: Option<String>,
     pub event: Option<String>,
 }
 
@@ -137,8 +147,8 @@ pub struct Signing {
 const SUBSCRIPTION_COLUMNS: &str =
     "id, url, events, enabled, description, failing, disabled_reason, created_at";
 
-const DELIVERY_COLUMNS: &str = "id, subscription_id, ticket, sequence, position, event, \
-     webhook_id, status, attempts, next_attempt_at, last_error, skipped_by, created_at, \
+const DELIVERY_COLUMNS: &str = "id, subscription_id, queue, ticket, sequence, position, \
+     event, webhook_id, replay_id, status, attempts, next_attempt_at, last_error, skipped_by, created_at, \
      delivered_at, payload";
 
 #[derive(Clone)]
@@ -262,23 +272,26 @@ impl WebhookStore {
         const WHERE: &str = "WHERE subscription_id = $1
               AND ($2::text IS NULL OR status = $2)
               AND ($3::bigint IS NULL OR ticket = $3)
-              AND ($4::text IS NULL OR event = $4)";
+              AND ($4::text IS NULL OR event = $4)
+              AND ($5::text IS NULL OR queue = $5)";
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT count(*) FROM webhook_deliveries {WHERE}"))
                 .bind(subscription_id)
                 .bind(&filter.status)
                 .bind(filter.ticket)
                 .bind(&filter.event)
+                .bind(&filter.queue)
                 .fetch_one(&self.pool)
                 .await?;
         let mut deliveries: Vec<DeliveryDocument> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries {WHERE}
-              ORDER BY id DESC LIMIT $5 OFFSET $6"
+              ORDER BY id DESC LIMIT $6 OFFSET $7"
         ))
         .bind(subscription_id)
         .bind(&filter.status)
         .bind(filter.ticket)
         .bind(&filter.event)
+        .bind(&filter.queue)
         .bind(limit)
         .bind((page - 1).saturating_mul(limit))
         .fetch_all(&self.pool)
@@ -357,12 +370,23 @@ impl WebhookStore {
         .await?;
         if skipped.rows_affected() == 0 {
             return Err(DeliveryActionError::NotAllowed(
-                "Only the head of a ticket's queue, not being sent, can be skipped",
+                "Only the head of a queue, not being sent, can be skipped",
             ));
         }
         clear_failing_when_unparked(&mut tx, subscription_id).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Queues the subscription's history from `from` again, as new deliveries: see
+    /// [`replay`](super::replay).
+    pub async fn replay(
+        &self,
+        subscription_id: i64,
+        from: ReplayFrom,
+        requested_by: &str,
+    ) -> Result<ReplayDocument, ReplayError> {
+        super::replay::replay(&self.pool, subscription_id, from, requested_by).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Which URLs a webhook may target: http(s) only, and unless private targets are allowed,
 //! none that resolves to loopback, private, link-local, shared or metadata addresses.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Why a target URL is refused; the message is shown to the admin.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -37,6 +37,52 @@ pub async fn check_target(url: &str, allow_private: bool) -> Result<reqwest::Url
     match addrs.into_iter().find(|ip| !is_public(*ip)) {
         Some(ip) => Err(TargetError::Private(ip)),
         None => Ok(parsed),
+    }
+}
+
+/// Resolves webhook hosts at connect time, keeping only public addresses: a name that
+/// resolved to a public address when the subscription was made but resolves to an
+/// internal one now (DNS rebinding) cannot be reached.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| is_public(addr.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(
+                    Box::new(TargetError::Unresolvable) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Checks a target again when it is sent to: an address literal must still be public
+/// (names are checked by [`PublicOnlyResolver`] as they are resolved).
+pub fn check_literal(url: &str, allow_private: bool) -> Result<(), TargetError> {
+    if allow_private {
+        return Ok(());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|_| TargetError::NotHttp)?;
+    let host = parsed.host_str().ok_or(TargetError::NotHttp)?;
+    let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return Ok(());
+    };
+    if is_public(ip) {
+        Ok(())
+    } else {
+        Err(TargetError::Private(ip))
     }
 }
 

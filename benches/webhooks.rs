@@ -1,0 +1,422 @@
+//! Webhook delivery benchmark: the real `arctyk` binary (release build) delivering to a
+//! local receiver in this process.
+//!
+//! Run with `cargo bench --bench webhooks`. Two phases:
+//! - **latency**: ticket changes written at a steady 200 events/s over 50 tickets; for
+//!   each, the time from the write's response to the receiver's arrival of its webhook
+//!   (p50, p99, max). Target: p99 ≤ 10 ms.
+//! - **throughput**: 1,000 tickets × 10 events written with the subscription absent, then
+//!   a subscription and a replay of the whole log: sustained deliveries/s from the first
+//!   arrival to the last, with the per-ticket order checked. Target: ≥ 3,000/s.
+//!
+//! `ARCTYK_BENCH_SECONDS` sets the latency phase's length (default 10),
+//! `ARCTYK_BENCH_TICKETS` the throughput phase's tickets (default 1000),
+//! `ARCTYK_BENCH_DATABASE_URL` the PostgreSQL server (default the local one).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// Events per ticket in the throughput phase (the creation and nine changes).
+const EVENTS_PER_TICKET: usize = 10;
+/// Writes in flight at once while loading the log.
+const WRITERS: usize = 32;
+/// The latency phase's rate.
+const RATE: u64 = 200;
+
+/// One webhook as the receiver saw it.
+#[derive(Clone)]
+struct Arrival {
+    at: Instant,
+    ticket: i64,
+    sequence: i64,
+    webhook_id: String,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+}
+
+impl Receiver {
+    fn take(&self) -> Vec<Arrival> {
+        std::mem::take(&mut *self.arrivals.lock().expect("receiver lock"))
+    }
+
+    fn count(&self) -> usize {
+        self.arrivals.lock().expect("receiver lock").len()
+    }
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let at = Instant::now();
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let arrival = Arrival {
+        at,
+        ticket: body["ticket_id"].as_i64().unwrap_or(-1),
+        sequence: body["sequence"].as_i64().unwrap_or(-1),
+        webhook_id: headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    receiver
+        .arrivals
+        .lock()
+        .expect("receiver lock")
+        .push(arrival);
+    StatusCode::NO_CONTENT
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn psql(server_url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &format!("{server_url}/postgres"),
+        ])
+        .args(["-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+struct Api {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
+        for _ in 0..5 {
+            match self
+                .client
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await
+            {
+                Ok(response) if response.status().is_success() => {
+                    return response.json().await.unwrap_or(Value::Null);
+                }
+                Ok(response) => panic!("{method} {path} answered {}", response.status()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("{method} {path} failed");
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::POST, path, &body).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::PATCH, path, &body).await
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn wait_for(receiver: &Receiver, count: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while receiver.count() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes 200 ticket changes per second and measures response → arrival.
+async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
+    let subscription = api
+        .post(
+            "/api/webhooks/",
+            json!({"url": format!("{}/latency", receiver_url()), "events": ["*"]}),
+        )
+        .await;
+    let tickets: Vec<i64> = {
+        let mut tickets = Vec::new();
+        for n in 0..50 {
+            let ticket = api
+                .post("/api/tickets/", json!({"title": format!("Latency {n}")}))
+                .await;
+            tickets.push(ticket["id"].as_i64().expect("ticket id"));
+        }
+        tickets
+    };
+    wait_for(receiver, tickets.len(), Duration::from_secs(30)).await;
+    receiver.take();
+
+    let api = Arc::new(Api {
+        base: api.base.clone(),
+        token: api.token.clone(),
+        client: api.client.clone(),
+    });
+    let total = RATE * seconds;
+    let responses = Arc::new(Mutex::new(HashMap::new()));
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / RATE as u32);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let ticket = tickets[n as usize % tickets.len()];
+        let api = api.clone();
+        let responses = responses.clone();
+        writes.spawn(async move {
+            let changed = api
+                .patch(
+                    &format!("/api/tickets/{ticket}/"),
+                    json!({"title": format!("Latency change {n}")}),
+                )
+                .await;
+            let answered = Instant::now();
+            let version = changed["version"].as_i64().expect("version");
+            responses
+                .lock()
+                .expect("responses lock")
+                .insert((ticket, version), answered);
+        });
+    }
+    while writes.join_next().await.is_some() {}
+    wait_for(receiver, total as usize, Duration::from_secs(60)).await;
+    let arrivals = receiver.take();
+    let responses = std::mem::take(&mut *responses.lock().expect("responses lock"));
+    let mut early = 0;
+    let mut latencies: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|a| {
+            let answered = responses.get(&(a.ticket, a.sequence))?;
+            Some(match a.at.checked_duration_since(*answered) {
+                Some(after) => after.as_secs_f64() * 1000.0,
+                None => {
+                    early += 1;
+                    0.0
+                }
+            })
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "latency      {} events at {RATE}/s: p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms   \
+         ({} arrived before the write's response; counted as 0)   target p99 <= 10 ms",
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        early,
+    );
+    assert_eq!(latencies.len(), total as usize, "every change arrived once");
+    let id = subscription["id"].as_i64().expect("subscription id");
+    api.client
+        .delete(format!("{}/api/webhooks/{id}/", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("subscription deleted");
+}
+
+/// Loads 1,000 tickets × 10 events, then replays them to a new subscription and measures
+/// the sustained delivery rate.
+async fn throughput_phase(api: Arc<Api>, receiver: &Receiver, tickets: usize) {
+    let loaded = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..WRITERS {
+        let api = api.clone();
+        let next = next.clone();
+        writers.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= tickets {
+                    return;
+                }
+                let ticket = api
+                    .post("/api/tickets/", json!({"title": format!("Drain {n}")}))
+                    .await;
+                let id = ticket["id"].as_i64().expect("ticket id");
+                for change in 1..EVENTS_PER_TICKET {
+                    api.patch(
+                        &format!("/api/tickets/{id}/"),
+                        json!({"title": format!("Drain {n} change {change}")}),
+                    )
+                    .await;
+                }
+            }
+        });
+    }
+    while writers.join_next().await.is_some() {}
+    println!(
+        "loaded       {} events in {:.1} s",
+        tickets * EVENTS_PER_TICKET,
+        loaded.elapsed().as_secs_f64()
+    );
+
+    let subscription = api
+        .post(
+            "/api/webhooks/",
+            json!({"url": format!("{}/drain", receiver_url()), "events": ["*"]}),
+        )
+        .await;
+    let id = subscription["id"].as_i64().expect("subscription id");
+    let replay = api
+        .post(
+            &format!("/api/webhooks/{id}/replay/"),
+            json!({"from_position": 0}),
+        )
+        .await;
+    let expected = replay["deliveries"].as_u64().expect("replay count") as usize;
+    wait_for(receiver, expected, Duration::from_secs(600)).await;
+    let arrivals = receiver.take();
+    let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
+        panic!("nothing arrived");
+    };
+    let span = last.at.duration_since(first.at).as_secs_f64();
+    let mut sequences: HashMap<i64, Vec<i64>> = HashMap::new();
+    for arrival in &arrivals {
+        sequences
+            .entry(arrival.ticket)
+            .or_default()
+            .push(arrival.sequence);
+    }
+    let out_of_order = sequences
+        .values()
+        .filter(|seqs| seqs.windows(2).any(|w| w[1] != w[0] + 1))
+        .count();
+    let mut ids: Vec<&str> = arrivals.iter().map(|a| a.webhook_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    println!(
+        "throughput   {} deliveries over {} tickets in {span:.2} s: {:.0} deliveries/s \
+         (target >= 3000)   tickets out of order: {out_of_order}   duplicates: {}",
+        arrivals.len(),
+        sequences.len(),
+        arrivals.len() as f64 / span,
+        arrivals.len() - ids.len(),
+    );
+    assert_eq!(arrivals.len(), expected, "every replayed event arrived");
+    assert_eq!(out_of_order, 0, "per-ticket order held");
+}
+
+static RECEIVER_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn receiver_url() -> &'static str {
+    RECEIVER_URL.get().expect("receiver started")
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("ARCTYK_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let tickets: usize = std::env::var("ARCTYK_BENCH_TICKETS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let database = "arctyk_bench_webhooks";
+    psql(
+        &server_url,
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    );
+    let database_url = format!("{server_url}/{database}");
+    let binary = env!("CARGO_BIN_EXE_arctyk");
+
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("receiver binds");
+    RECEIVER_URL
+        .set(format!(
+            "http://{}",
+            listener.local_addr().expect("receiver address")
+        ))
+        .expect("set once");
+    let app = Router::new()
+        .route("/{path}", post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let token = Command::new(binary)
+        .args(["token", "create", "--email", "bench@example.com"])
+        .args(["--role", "admin"])
+        .env("DATABASE_URL", &database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("token create runs");
+    assert!(token.status.success(), "token create failed");
+    let token = String::from_utf8(token.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let port = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        socket.local_addr().expect("address").port()
+    };
+    let _server = Server(
+        Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", &database_url)
+            .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ARCTYK_WEBHOOK_ALLOW_PRIVATE", "true")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("server starts"),
+    );
+    let api = Arc::new(Api {
+        base: format!("http://127.0.0.1:{port}"),
+        token,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(WRITERS)
+            .tcp_nodelay(true)
+            .build()
+            .expect("client"),
+    });
+    for _ in 0..100 {
+        if api
+            .client
+            .get(format!("{}/api/health", api.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("arctyk webhooks");
+    latency_phase(&api, &receiver, seconds).await;
+    throughput_phase(api, &receiver, tickets).await;
+}
