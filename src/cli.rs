@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Email notifications.
+    #[command(subcommand)]
+    Email(EmailCommand),
 }
 
 #[derive(Subcommand)]
@@ -50,6 +53,16 @@ pub enum TokenCommand {
         /// A label for the token (and the user's name when it is created).
         #[arg(long, default_value = "")]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EmailCommand {
+    /// Send a test message with the EMAIL_* settings, to check them.
+    Test {
+        /// The address to send it to.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -100,6 +113,10 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .add_token(user.id, &name, &auth::digest(&token))
                 .await?;
             println!("{token}");
+        }
+        Command::Email(EmailCommand::Test { to }) => {
+            crate::notifications::mailer::send_test(&config, &to).await?;
+            eprintln!("test message sent to {to}");
         }
         Command::Projections(ProjectionsCommand::Rebuild) => {
             let pool = db::connect(&config).await?;

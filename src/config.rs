@@ -63,6 +63,63 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub webhook_max_connections: u64,
 
+    /// SMTP server for email notifications; email is off when unset.
+    #[arg(long, env = "EMAIL_HOST")]
+    pub email_host: Option<String>,
+
+    /// SMTP port (587 for STARTTLS, 465 with `EMAIL_USE_SSL`, 25 or 1025 for a local relay).
+    #[arg(long, env = "EMAIL_PORT", default_value_t = 587)]
+    pub email_port: u16,
+
+    /// SMTP user; no authentication when unset.
+    #[arg(long, env = "EMAIL_HOST_USER")]
+    pub email_host_user: Option<String>,
+
+    /// SMTP password.
+    #[arg(long, env = "EMAIL_HOST_PASSWORD", hide_env_values = true)]
+    pub email_host_password: Option<String>,
+
+    /// Require STARTTLS on the SMTP connection (`False` only for a trusted local relay).
+    #[arg(long, env = "EMAIL_USE_TLS", action = clap::ArgAction::Set, default_value_t = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub email_use_tls: bool,
+
+    /// Connect with implicit TLS (port 465) instead of STARTTLS.
+    #[arg(long, env = "EMAIL_USE_SSL", action = clap::ArgAction::Set, default_value_t = false,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub email_use_ssl: bool,
+
+    /// The sender of notification emails; its domain also names the Message-IDs.
+    #[arg(long, env = "EMAIL_FROM", default_value = "Arctyk <arctyk@localhost>")]
+    pub email_from: String,
+
+    /// Slack incoming-webhook URL of the default channel.
+    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<String>,
+
+    /// Microsoft Teams (Workflows) webhook URL of the default channel.
+    #[arg(long, env = "TEAMS_WEBHOOK_URL", hide_env_values = true)]
+    pub teams_webhook_url: Option<String>,
+
+    /// Retry schedule of email and chat notifications, in seconds, as for webhooks; a
+    /// message whose last attempt fails is given up (`failed`) and its queue moves on.
+    #[arg(
+        long,
+        env = "ARCTYK_NOTIFY_RETRY_SCHEDULE",
+        default_value = "0,10,60,300,1800,7200,21600"
+    )]
+    pub notify_retry_schedule: RetrySchedule,
+
+    /// Least time between two messages to one Slack or Teams channel, in ms.
+    #[arg(long, env = "ARCTYK_CHAT_MIN_INTERVAL_MS", default_value_t = 1_000)]
+    pub chat_min_interval_ms: u64,
+
+    /// How long a worker holds a notification it is sending, in seconds: after a crash,
+    /// another worker sends it again once this passed. Longer than a send can take.
+    #[arg(long, env = "ARCTYK_NOTIFY_LEASE_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub notify_lease_secs: u64,
+
     /// Whether this process runs the log's subscribers (projections). Tests turn it off
     /// to stand for a crashed worker.
     #[arg(skip = true)]
@@ -96,6 +153,15 @@ impl std::fmt::Debug for Config {
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .field("webhook_timeout_ms", &self.webhook_timeout_ms)
             .field("webhook_max_connections", &self.webhook_max_connections)
+            .field("email_host", &self.email_host)
+            .field("email_port", &self.email_port)
+            .field("email_host_user", &self.email_host_user)
+            .field("email_use_tls", &self.email_use_tls)
+            .field("email_use_ssl", &self.email_use_ssl)
+            .field("email_from", &self.email_from)
+            .field("slack_webhook_url", &self.slack_webhook_url.is_some())
+            .field("teams_webhook_url", &self.teams_webhook_url.is_some())
+            .field("notify_retry_schedule", &self.notify_retry_schedule)
             .finish()
     }
 }

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod notifications;
 pub mod sla_clock;
 pub mod startup;
 pub mod store;

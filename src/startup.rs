@@ -44,6 +44,8 @@ pub enum StartupError {
     },
     #[error("cannot build the webhook HTTP client: {0}")]
     WebhookClient(reqwest::Error),
+    #[error("cannot set up notifications: {0}")]
+    Notifications(crate::notifications::SetupError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -84,6 +86,10 @@ impl Application {
         let catalog = Subscription::new(pool.clone(), CatalogProjection);
         let catalog_progress = catalog.progress();
         let webhooks = Subscription::new(pool.clone(), WebhookEnqueuer);
+        // Email, Slack and Teams: the subscriber that enqueues and the worker that sends.
+        let (notifications, notification_worker) = crate::notifications::wire(&pool, &config)
+            .await
+            .map_err(StartupError::Notifications)?;
         // Sends the webhook queues' heads; woken by the notification each transaction that
         // writes deliveries sends at its commit, in every process.
         let delivery_settings = DeliverySettings {
@@ -120,6 +126,13 @@ impl Application {
             )));
             workers.push(tokio::spawn(webhooks.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(delivery.run(shutdown_rx.clone())));
+            workers.push(tokio::spawn(listen_for_events(
+                pool.clone(),
+                vec![notifications.waker()],
+                shutdown_rx.clone(),
+            )));
+            workers.push(tokio::spawn(notifications.run(shutdown_rx.clone())));
+            workers.push(tokio::spawn(notification_worker.run(shutdown_rx.clone())));
         }
 
         let users = Users::new(pool.clone());

@@ -6,6 +6,8 @@ pub mod comments;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod integrations;
+pub mod me;
 pub mod openapi;
 pub mod projects;
 pub mod ticket_relations;
@@ -63,6 +65,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .merge(projects::router())
         .merge(assets::router())
         .merge(webhooks::router())
+        .merge(integrations::router())
+        .merge(me::router())
         .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     Router::new()

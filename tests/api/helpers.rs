@@ -38,6 +38,18 @@ pub fn test_config(database_url: &str) -> Config {
         webhook_retry_schedule: "0,0.2,0.5".parse().expect("valid schedule"),
         webhook_timeout_ms: 2_000,
         webhook_max_connections: 16,
+        email_host: None,
+        email_port: 25,
+        email_host_user: None,
+        email_host_password: None,
+        email_use_tls: false,
+        email_use_ssl: false,
+        email_from: "Arctyk Desk <desk@arctyk.test>".to_owned(),
+        slack_webhook_url: None,
+        teams_webhook_url: None,
+        notify_retry_schedule: "0,0.2,0.5".parse().expect("valid schedule"),
+        chat_min_interval_ms: 200,
+        notify_lease_secs: 120,
         run_subscribers: true,
     }
 }

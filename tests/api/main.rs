@@ -9,6 +9,7 @@ mod errors;
 mod event_log;
 mod helpers;
 mod links;
+mod notifications;
 mod openapi;
 mod projection;
 mod projects;

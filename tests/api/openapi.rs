@@ -60,6 +60,22 @@ fn expected_routes() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "/api/webhooks/{id}/deliveries/{delivery_id}/skip",
             BTreeSet::from(["post"]),
         ),
+        ("/api/integrations/slack", BTreeSet::from(["get", "post"])),
+        (
+            "/api/integrations/slack/{id}",
+            BTreeSet::from(["get", "patch", "delete"]),
+        ),
+        ("/api/integrations/teams", BTreeSet::from(["get", "post"])),
+        (
+            "/api/integrations/teams/{id}",
+            BTreeSet::from(["get", "patch", "delete"]),
+        ),
+        ("/api/integrations/deliveries", BTreeSet::from(["get"])),
+        (
+            "/api/integrations/deliveries/{id}/retry",
+            BTreeSet::from(["post"]),
+        ),
+        ("/api/me/notifications", BTreeSet::from(["get", "patch"])),
     ])
 }
 
