@@ -391,7 +391,10 @@ async fn main() {
             .env("DATABASE_URL", &database_url)
             .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
             .env("ARCTYK_WEBHOOK_ALLOW_PRIVATE", "true")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("ARCTYK_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .spawn()
             .expect("server starts"),
     );

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
 use crate::Config;
@@ -24,6 +24,20 @@ pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_secs(5))
         .connect(&config.database_url)
+        .await
+}
+
+/// A small pool for the webhook delivery worker, whose commits do not wait for the disk
+/// (`synchronous_commit = off`): a lease or an attempt record lost to a database crash
+/// only means a delivery is sent again, with the same `webhook-id`, never out of order,
+/// because every state change stays atomic. It spares the worker a disk flush per claim
+/// and per batch of outcomes.
+pub async fn connect_delivery(config: &Config) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.database_url.parse()?;
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.options([("synchronous_commit", "off")]))
         .await
 }
 

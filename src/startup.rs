@@ -99,8 +99,15 @@ impl Application {
         };
         let webhook_client =
             http_client(&delivery_settings).map_err(StartupError::WebhookClient)?;
+        let delivery_pool =
+            db::connect_delivery(&config)
+                .await
+                .map_err(|source| StartupError::Database {
+                    url: config.database_url_redacted(),
+                    source,
+                })?;
         let delivery = WebhookDeliveryWorker::new(
-            pool.clone(),
+            delivery_pool,
             config.webhook_retry_schedule.clone(),
             delivery_settings,
         )

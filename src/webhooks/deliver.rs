@@ -12,7 +12,7 @@
 //! statement under load. At most `max_connections` requests per subscription are in
 //! flight in this process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +42,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 const EXCERPT_BYTES: usize = 2048;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+/// The most finished attempts written in one statement.
+const MAX_RECORD_BATCH: usize = 500;
 /// How long shutdown waits for deliveries in flight before releasing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -150,54 +152,59 @@ impl WebhookDeliveryWorker {
 
     /// Sends due heads until `shutdown` fires, then gives the deliveries in flight a
     /// moment to finish and releases the rest for another worker.
+    ///
+    /// Three things overlap: requests in flight, the recorder writing finished attempts
+    /// in batches, and claims of more heads. A request's endpoint slot frees as soon as
+    /// it is answered; its queue's next event becomes claimable once the recorder has
+    /// committed the answer.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let (done, mut finished) = mpsc::unbounded_channel::<Finished>();
+        let (done, mut answered) = mpsc::unbounded_channel::<Finished>();
+        let (to_record, recording) = mpsc::unbounded_channel::<Finished>();
+        let (recorded_tx, mut recorded) = mpsc::unbounded_channel::<Recorded>();
+        let recorder = tokio::spawn(record_batches(
+            self.pool.clone(),
+            self.schedule.clone(),
+            recording,
+            recorded_tx,
+        ));
         let mut tasks = JoinSet::new();
-        // Deliveries in flight by id, with their subscription; and the count per
-        // subscription.
-        let mut flying: HashMap<i64, i64> = HashMap::new();
-        let mut in_flight: HashMap<i64, usize> = HashMap::new();
+        // Claimed and not yet recorded, by id.
+        let mut unrecorded: HashSet<i64> = HashSet::new();
+        // Requests in flight per subscription.
+        let mut sending: HashMap<i64, usize> = HashMap::new();
+        let mut in_flight = 0usize;
         let mut next_due: Option<Instant> = None;
-        let mut batch = Vec::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            while let Ok(one) = finished.try_recv() {
-                batch.push(one);
+            while let Ok(one) = answered.try_recv() {
+                in_flight -= 1;
+                release_slot(&mut sending, one.subscription_id);
+                let _ = to_record.send(one);
             }
-            if !batch.is_empty() {
-                match record(&self.pool, &self.schedule, &batch).await {
-                    Ok(retry_in) => {
-                        if let Some(wait) = retry_in {
-                            let at = Instant::now() + wait;
-                            next_due = Some(next_due.map_or(at, |due| due.min(at)));
-                        }
-                    }
-                    // The leases expire and the heads are sent again.
-                    Err(error) => tracing::warn!(%error, "cannot record webhook attempts"),
+            while let Ok(batch) = recorded.try_recv() {
+                batch.ids.iter().for_each(|id| {
+                    unrecorded.remove(id);
+                });
+                if let Some(wait) = batch.retry_in {
+                    let at = Instant::now() + wait;
+                    next_due = Some(next_due.map_or(at, |due| due.min(at)));
                 }
-                for one in batch.drain(..) {
-                    flying.remove(&one.id);
-                    if let Some(count) = in_flight.get_mut(&one.subscription_id) {
-                        *count -= 1;
-                        if *count == 0 {
-                            in_flight.remove(&one.subscription_id);
-                        }
-                    }
-                }
-                while tasks.try_join_next().is_some() {}
             }
+            while tasks.try_join_next().is_some() {}
             if next_due.is_some_and(|due| due <= Instant::now()) {
                 next_due = None;
             }
-            let free = MAX_IN_FLIGHT - flying.len();
+            let free = MAX_IN_FLIGHT - in_flight;
             if free > 0 {
-                match claim(&self.pool, free, &self.settings, &in_flight).await {
+                match claim(&self.pool, free, &self.settings, &sending).await {
                     Ok(heads) => {
+                        tracing::debug!(claimed = heads.len(), in_flight, "webhook claim");
                         for head in heads {
-                            flying.insert(head.id, head.subscription_id);
-                            *in_flight.entry(head.subscription_id).or_default() += 1;
+                            in_flight += 1;
+                            unrecorded.insert(head.id);
+                            *sending.entry(head.subscription_id).or_default() += 1;
                             let client = self.client.clone();
                             let done = done.clone();
                             let allow_private = self.settings.allow_private;
@@ -220,24 +227,31 @@ impl WebhookDeliveryWorker {
                 .unwrap_or(POLL)
                 .min(POLL);
             tokio::select! {
-                // A delivery finished: its queue's next event may be claimable now.
-                Some(one) = finished.recv() => batch.push(one),
+                // An answer frees an endpoint slot.
+                Some(one) = answered.recv() => {
+                    in_flight -= 1;
+                    release_slot(&mut sending, one.subscription_id);
+                    let _ = to_record.send(one);
+                }
+                // Recorded answers make their queues' next events claimable.
+                Some(batch) = recorded.recv() => {
+                    batch.ids.iter().for_each(|id| {
+                        unrecorded.remove(id);
+                    });
+                    if let Some(wait) = batch.retry_in {
+                        let at = Instant::now() + wait;
+                        next_due = Some(next_due.map_or(at, |due| due.min(at)));
+                    }
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => break,
             }
         }
-        self.drain(tasks, finished, batch, flying).await;
-    }
 
-    /// Records what finishes within the grace period and releases the rest.
-    async fn drain(
-        &self,
-        mut tasks: JoinSet<()>,
-        mut finished: mpsc::UnboundedReceiver<Finished>,
-        mut batch: Vec<Finished>,
-        mut flying: HashMap<i64, i64>,
-    ) {
+        // Shutdown: let requests in flight finish for a moment, record what was
+        // answered, and release what was not, rather than wait for the leases to expire.
+        // (A request that reached its endpoint is sent again: at least once.)
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while !tasks.is_empty() {
             tokio::select! {
@@ -246,24 +260,77 @@ impl WebhookDeliveryWorker {
             }
         }
         tasks.abort_all();
-        while let Ok(one) = finished.try_recv() {
-            batch.push(one);
+        while let Ok(one) = answered.try_recv() {
+            let _ = to_record.send(one);
         }
-        if !batch.is_empty() {
-            match record(&self.pool, &self.schedule, &batch).await {
-                Ok(_) => batch.iter().for_each(|one| {
-                    flying.remove(&one.id);
-                }),
-                Err(error) => tracing::warn!(%error, "cannot record webhook attempts at shutdown"),
-            }
+        drop(to_record);
+        let _ = recorder.await;
+        while let Ok(batch) = recorded.try_recv() {
+            batch.ids.iter().for_each(|id| {
+                unrecorded.remove(id);
+            });
         }
-        // What is still leased by this worker was not answered in time: free it now
-        // rather than when the lease expires. (A request that reached the endpoint is
-        // sent again: at least once.)
-        let unfinished: Vec<i64> = flying.into_keys().collect();
+        let unfinished: Vec<i64> = unrecorded.into_iter().collect();
         if !unfinished.is_empty() {
             if let Err(error) = release(&self.pool, &unfinished).await {
                 tracing::warn!(%error, "cannot release webhook deliveries at shutdown");
+            }
+        }
+    }
+}
+
+fn release_slot(sending: &mut HashMap<i64, usize>, subscription_id: i64) {
+    if let Some(count) = sending.get_mut(&subscription_id) {
+        *count -= 1;
+        if *count == 0 {
+            sending.remove(&subscription_id);
+        }
+    }
+}
+
+/// Attempts the recorder committed.
+struct Recorded {
+    ids: Vec<i64>,
+    /// The shortest wait before one of them is tried again.
+    retry_in: Option<Duration>,
+}
+
+/// Records finished attempts in batches of whatever has arrived, until `finished`
+/// closes. A batch that cannot be written is tried again (its deliveries' leases keep
+/// them from being sent meanwhile).
+async fn record_batches(
+    pool: PgPool,
+    schedule: Arc<RetrySchedule>,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    recorded: mpsc::UnboundedSender<Recorded>,
+) {
+    let mut batch = Vec::new();
+    while let Some(one) = finished.recv().await {
+        batch.push(one);
+        while batch.len() < MAX_RECORD_BATCH {
+            match finished.try_recv() {
+                Ok(one) => batch.push(one),
+                Err(_) => break,
+            }
+        }
+        let mut failures = 0u32;
+        loop {
+            match record(&pool, &schedule, &batch).await {
+                Ok(retry_in) => {
+                    let ids = batch.drain(..).map(|one| one.id).collect();
+                    let _ = recorded.send(Recorded { ids, retry_in });
+                    break;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "cannot record webhook attempts; retrying");
+                    if failures >= 5 {
+                        // The leases expire and the heads are sent again.
+                        batch.clear();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(failures))).await;
+                }
             }
         }
     }
@@ -285,24 +352,25 @@ async fn claim(
     let counts: Vec<i64> = in_flight.values().map(|n| *n as i64).collect();
     sqlx::query_as(
         // A head is the lowest open delivery of its queue: found by a probe of the open
-        // index per candidate. Candidates are ranked per subscription before any row is
-        // locked, so only what is taken gets locked.
+        // index per candidate, walking due deliveries oldest first and stopping at the
+        // limit. Candidates are ranked per subscription before any row is locked, so only
+        // what is taken gets locked.
         "WITH heads AS (
-             SELECT d.id, d.subscription_id, d.next_attempt_at FROM webhook_deliveries d
+             SELECT d.id, d.subscription_id FROM webhook_deliveries d
                JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.enabled
               WHERE d.status = 'pending' AND d.next_attempt_at <= now()
                 AND (d.lease_until IS NULL OR d.lease_until < now())
                 AND d.id = (SELECT min(e.id) FROM webhook_deliveries e
                              WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
                                AND e.status IN ('pending', 'parked'))
-              ORDER BY d.next_attempt_at, d.id
+              ORDER BY d.id
               LIMIT $1),
          busy AS (SELECT * FROM unnest($4::bigint[], $5::bigint[]) AS b(subscription_id, n)),
          chosen AS (
              SELECT h.id FROM (
                  SELECT heads.id, heads.subscription_id,
                         row_number() OVER (PARTITION BY heads.subscription_id
-                                           ORDER BY heads.next_attempt_at, heads.id) AS rank
+                                           ORDER BY heads.id) AS rank
                    FROM heads) h
                LEFT JOIN busy b ON b.subscription_id = h.subscription_id
               WHERE h.rank + coalesce(b.n, 0) <= $3),
