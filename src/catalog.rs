@@ -13,12 +13,13 @@ use arctyk_domain::{
     ProjectCommand, ProjectPatch,
 };
 use arctyk_projections::subscription::LogNotifier;
-use arctyk_projections::{CatalogReads, Progress};
+use arctyk_projections::{CatalogReads, ProcessorError, Progress};
 use cqrs_es::AggregateError;
 
 use crate::clock::Clock;
 use crate::commands::{request_metadata, CommandRunner};
 use crate::store::catalog_log::{CatalogLog, Catalogued};
+use crate::store::event_history::AsOf;
 use crate::tickets::RequestContext;
 
 /// Why a project or asset operation failed.
@@ -63,6 +64,15 @@ impl From<AggregateError<CatalogError>> for CatalogServiceError {
                     _ => CatalogServiceError::Internal(e.to_string()),
                 }
             }
+        }
+    }
+}
+
+impl From<ProcessorError> for CatalogServiceError {
+    fn from(error: ProcessorError) -> Self {
+        match error {
+            ProcessorError::Database(error) => error.into(),
+            error => CatalogServiceError::Internal(error.to_string()),
         }
     }
 }
@@ -172,6 +182,12 @@ impl CatalogService {
         Ok(project.exists().then_some(project))
     }
 
+    /// The project as it stood at `as_of`, replayed from the log through the domain's
+    /// `apply`; `None` when it did not exist by then.
+    pub async fn project_as_of(&self, id: i64, as_of: AsOf) -> Result<Option<Project>> {
+        Ok(self.projects.load_as_of(id, as_of).await?)
+    }
+
     /// The id of the project with this key (any case), for `GET /api/tickets/?project=KEY`.
     /// Known as soon as the project is created, even before the read models have it.
     pub async fn project_id_for_key(&self, key: &str) -> Result<Option<i64>> {
@@ -258,6 +274,12 @@ impl CatalogService {
         }
         let asset = self.assets.load(id).await?;
         Ok(asset.exists().then_some(asset))
+    }
+
+    /// The asset as it stood at `as_of`, replayed from the log through the domain's
+    /// `apply`; `None` when it did not exist by then.
+    pub async fn asset_as_of(&self, id: i64, as_of: AsOf) -> Result<Option<Asset>> {
+        Ok(self.assets.load_as_of(id, as_of).await?)
     }
 
     async fn asset_after_write(&self, id: i64, visible: bool) -> Result<Asset> {

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve` (the default), `migrate`, `token create`,
+//! Command-line interface: `serve` (the default), `migrate`, `token create`, `events export`,
 //! `projections rebuild`.
 
 use arctyk_domain::Role;
@@ -39,6 +39,16 @@ pub enum Command {
     /// Email notifications.
     #[command(subcommand)]
     Email(EmailCommand),
+    /// Print a ticket's history from the event log as a timeline, one line per event:
+    /// version, time recorded, actor, event and what changed.
+    Replay {
+        /// The ticket number, e.g. 123 or TKT-000123.
+        #[arg(long)]
+        ticket: String,
+    },
+    /// The event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 #[derive(Subcommand)]
@@ -47,7 +57,7 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         email: String,
-        /// admin, manager, agent or end_user.
+        /// admin, manager, agent, end_user or auditor.
         #[arg(long, value_parser = parse_role)]
         role: Role,
         /// A label for the token (and the user's name when it is created).
@@ -63,6 +73,20 @@ pub enum EmailCommand {
         /// The address to send it to.
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// Write the log in global order to stdout, one JSON object per line, as
+    /// `GET /api/events/` streams it.
+    Export {
+        /// Start after the event at this position (0: the whole log).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+        after: i64,
+        /// Leave out events recorded after this RFC 3339 time.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -114,9 +138,20 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
             println!("{token}");
         }
+        Command::Replay { ticket } => {
+            let pool = db::connect(&config).await?;
+            for line in crate::replay_timeline::ticket_timeline(&pool, &ticket).await? {
+                println!("{line}");
+            }
+        }
         Command::Email(EmailCommand::Test { to }) => {
             crate::notifications::mailer::send_test(&config, &to).await?;
             eprintln!("test message sent to {to}");
+        }
+        Command::Events(EventsCommand::Export { after, until }) => {
+            let pool = db::connect(&config).await?;
+            let written = crate::event_export::export(pool, after, until).await?;
+            eprintln!("exported {written} events");
         }
         Command::Projections(ProjectionsCommand::Rebuild) => {
             let pool = db::connect(&config).await?;

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use arctyk_domain::{Comment, Ticket, TicketCommand, TicketError};
 use arctyk_projections::subscription::LogNotifier;
-use arctyk_projections::{Progress, TicketReads};
+use arctyk_projections::{ProcessorError, Progress, TicketReads};
 use cqrs_es::Aggregate;
 use cqrs_es::AggregateError;
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::commands::{request_metadata, CommandRunner};
+use crate::store::event_history::AsOf;
 use crate::store::ticket_log::TicketLog;
 
 /// Why a ticket operation failed.
@@ -35,6 +36,15 @@ impl From<sqlx::Error> for ServiceError {
             ServiceError::Unavailable(error.to_string())
         } else {
             ServiceError::Internal(error.to_string())
+        }
+    }
+}
+
+impl From<ProcessorError> for ServiceError {
+    fn from(error: ProcessorError) -> Self {
+        match error {
+            ProcessorError::Database(error) => error.into(),
+            error => ServiceError::Internal(error.to_string()),
         }
     }
 }
@@ -164,6 +174,16 @@ impl TicketService {
     pub async fn ticket_from_log(&self, number: i64) -> Result<Option<Ticket>, ServiceError> {
         let ticket = self.log.load(number).await?;
         Ok(ticket.exists().then_some(ticket))
+    }
+
+    /// The ticket as it stood at `as_of`, replayed from the log through the domain's
+    /// `apply` (never from the read models); `None` when it did not exist by then.
+    pub async fn ticket_as_of(
+        &self,
+        number: i64,
+        as_of: AsOf,
+    ) -> Result<Option<Ticket>, ServiceError> {
+        Ok(self.log.load_as_of(number, as_of).await?)
     }
 
     /// The ticket right after a write: from the read model when it includes the write,

@@ -110,6 +110,7 @@ named_enum!(
         Manager => "manager",
         Agent => "agent",
         EndUser => "end_user",
+        Auditor => "auditor",
     }
 );
 
@@ -184,6 +185,18 @@ impl Role {
     /// Staff see every ticket and internal comments.
     pub fn is_staff(self) -> bool {
         !matches!(self, Role::EndUser)
+    }
+
+    /// Admins and auditors read everything, admin-only data and the global event log
+    /// included. Auditors write nothing: see [`Role::may_write`].
+    pub fn reads_everything(self) -> bool {
+        matches!(self, Role::Admin | Role::Auditor)
+    }
+
+    /// Auditors inspect and must not change what they inspect; the API refuses every
+    /// write they send before it reaches a handler.
+    pub fn may_write(self) -> bool {
+        !matches!(self, Role::Auditor)
     }
 }
 

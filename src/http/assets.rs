@@ -20,6 +20,7 @@ use super::catalog::{
 use super::error::{AppError, Result};
 use super::extract::{if_match, ApiJson, ApiQuery, Caller};
 use super::tickets::HistoryItem;
+use super::time_travel::TimeTravel;
 use super::ApiState;
 use crate::catalog::NewAsset;
 
@@ -191,15 +192,27 @@ pub async fn list_assets(
 }
 
 #[utoipa::path(get, path = "/api/assets/{id}", tag = "assets",
-    params(("id" = i64, Path, description = "Asset id")),
-    responses((status = 200, body = AssetDocument, headers(("ETag" = String))), (status = 401), (status = 404)))]
+    params(("id" = i64, Path, description = "Asset id"), TimeTravel),
+    responses((status = 200, body = AssetDocument, headers(("ETag" = String))), (status = 401),
+        (status = 404, description = "No such asset, or none yet at `as_of` / `version`"),
+        (status = 422, description = "A malformed `as_of` or `version`, or both given")))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
 pub async fn get_asset(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(time_travel): ApiQuery<TimeTravel>,
 ) -> Result<Response> {
+    let as_of = time_travel.as_of()?;
     let asset = visible_asset(&state, &caller, &id).await?;
+    if let Some(as_of) = as_of {
+        let then = state
+            .catalog
+            .asset_as_of(asset.id, as_of)
+            .await?
+            .ok_or_else(|| AppError::NotFound("No asset with this id".to_owned()))?;
+        return Ok(asset_response(StatusCode::OK, then, false));
+    }
     Ok(asset_response(StatusCode::OK, asset, false))
 }
 

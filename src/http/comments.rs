@@ -6,14 +6,15 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{AppError, Result};
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, ApiQuery, Caller};
 use super::tickets::visible_ticket;
+use super::time_travel::TimeTravel;
 use super::ApiState;
 
 pub fn router() -> Router<ApiState> {
@@ -82,26 +83,62 @@ fn parse_comment_id(raw: &str) -> Result<Uuid> {
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}/comments", tag = "comments",
-    params(("id" = String, Path, description = "Ticket number")),
-    responses((status = 200, body = Vec<CommentBody>), (status = 401), (status = 404)))]
+    params(("id" = String, Path, description = "Ticket number"), TimeTravel),
+    responses((status = 200, body = Vec<CommentBody>), (status = 401),
+        (status = 404, description = "No such ticket, or none yet at `as_of` / `version`"),
+        (status = 422, description = "A malformed `as_of` or `version`, or both given")))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
 pub async fn list_comments(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(time_travel): ApiQuery<TimeTravel>,
 ) -> Result<Json<Vec<CommentBody>>> {
+    let as_of = time_travel.as_of()?;
     let ticket = visible_ticket(&state, &caller, &id).await?;
-    let comments = state
-        .tickets
-        .reads()
-        .comments(ticket.number, caller.is_staff())
-        .await?;
+    let comments = match as_of {
+        // The comments as they stood, in the wording of the time, replayed from the log;
+        // internal ones stay hidden from end users as they are below.
+        Some(as_of) => state
+            .tickets
+            .ticket_as_of(ticket.number, as_of)
+            .await?
+            .ok_or_else(AppError::not_found_ticket)?
+            .comments
+            .into_iter()
+            .filter(|c| caller.is_staff() || c.visibility == Visibility::Public)
+            .map(as_stored)
+            .collect(),
+        None => {
+            state
+                .tickets
+                .reads()
+                .comments(ticket.number, caller.is_staff())
+                .await?
+        }
+    };
     Ok(Json(
         comments
             .into_iter()
             .map(|c| CommentBody::new(ticket.number, c))
             .collect(),
     ))
+}
+
+/// A comment from the log with its times at the microseconds the read model keeps, so a
+/// comment reads the same now and as of any later moment.
+fn as_stored(mut comment: Comment) -> Comment {
+    comment.created_at = to_micros(comment.created_at);
+    comment.edited_at = comment.edited_at.map(to_micros);
+    comment
+}
+
+/// `at` rounded to microseconds as PostgreSQL rounds a `timestamptz` (half to even).
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = i64::from(at.timestamp_subsec_nanos());
+    let (micros, rest) = (nanos / 1_000, nanos % 1_000);
+    let up = rest > 500 || (rest == 500 && micros % 2 == 1);
+    at - TimeDelta::nanoseconds(rest) + TimeDelta::microseconds(i64::from(up))
 }
 
 #[utoipa::path(post, path = "/api/tickets/{id}/comments", tag = "comments", request_body = NewComment,
@@ -190,4 +227,19 @@ pub async fn edit_comment(
         .comment_after_write(ticket.number, comment_id)
         .await?;
     Ok(Json(CommentBody::new(ticket.number, comment)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comment_times_round_to_microseconds_as_postgresql_does() {
+        let at = |nanos: u32| DateTime::from_timestamp(1_700_000_000, nanos).unwrap_or_default();
+        assert_eq!(to_micros(at(1_499)), at(1_000));
+        assert_eq!(to_micros(at(1_501)), at(2_000));
+        assert_eq!(to_micros(at(1_500)), at(2_000));
+        assert_eq!(to_micros(at(2_500)), at(2_000));
+        assert_eq!(to_micros(at(999_999_700)), at(0) + TimeDelta::seconds(1));
+    }
 }

@@ -240,6 +240,13 @@ impl FromRequestParts<ApiState> for Caller {
             .authenticate(token)
             .await?
             .ok_or(AppError::Unauthorized)?;
+        // The one place auditors are kept read-only: every route that changes something
+        // takes a `Caller`, and only safe methods get past here for them.
+        if !user.role.may_write() && !parts.method.is_safe() {
+            return Err(AppError::Forbidden(
+                "Auditors have read-only access".to_owned(),
+            ));
+        }
         let request_id = parts
             .headers
             .get("x-request-id")

@@ -4,6 +4,7 @@ pub mod assets;
 pub mod catalog;
 pub mod comments;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod integrations;
@@ -12,6 +13,7 @@ pub mod openapi;
 pub mod projects;
 pub mod ticket_relations;
 pub mod tickets;
+pub mod time_travel;
 pub mod webhooks;
 pub mod workflow;
 
@@ -67,6 +69,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .merge(webhooks::router())
         .merge(integrations::router())
         .merge(me::router())
+        .merge(events::router())
         .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     Router::new()

@@ -76,6 +76,7 @@ trailing slash. Errors are application/problem+json (RFC 9457) with `error` repe
         super::me::get_notifications,
         super::me::update_notifications,
         super::webhooks::replay_webhook,
+        super::events::list_events,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -18,6 +18,7 @@ use super::catalog::{
 use super::error::{AppError, Result};
 use super::extract::{if_match, ApiJson, ApiQuery, Caller};
 use super::tickets::HistoryItem;
+use super::time_travel::TimeTravel;
 use super::ApiState;
 
 pub fn router() -> Router<ApiState> {
@@ -154,15 +155,27 @@ pub async fn list_projects(
 }
 
 #[utoipa::path(get, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = i64, Path, description = "Project id")),
-    responses((status = 200, body = ProjectDocument, headers(("ETag" = String))), (status = 401), (status = 404)))]
+    params(("id" = i64, Path, description = "Project id"), TimeTravel),
+    responses((status = 200, body = ProjectDocument, headers(("ETag" = String))), (status = 401),
+        (status = 404, description = "No such project, or none yet at `as_of` / `version`"),
+        (status = 422, description = "A malformed `as_of` or `version`, or both given")))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
 pub async fn get_project(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(time_travel): ApiQuery<TimeTravel>,
 ) -> Result<Response> {
+    let as_of = time_travel.as_of()?;
     let project = visible_project(&state, &caller, &id).await?;
+    if let Some(as_of) = as_of {
+        let then = state
+            .catalog
+            .project_as_of(project.id, as_of)
+            .await?
+            .ok_or_else(|| AppError::NotFound("No project with this id".to_owned()))?;
+        return Ok(project_response(StatusCode::OK, then, false));
+    }
     Ok(project_response(StatusCode::OK, project, false))
 }
 

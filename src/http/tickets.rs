@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::error::{AppError, Result};
 use super::extract::{if_match, ticket_number, ApiJson, ApiQuery, Caller};
+use super::time_travel::TimeTravel;
 use super::ApiState;
 
 pub fn router() -> Router<ApiState> {
@@ -315,15 +316,27 @@ pub async fn create_ticket(
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}", tag = "tickets",
-    params(("id" = String, Path, description = "Ticket number, e.g. 123 or TKT-000123")),
-    responses((status = 200, body = TicketDocument, headers(("ETag" = String))), (status = 401), (status = 404)))]
+    params(("id" = String, Path, description = "Ticket number, e.g. 123 or TKT-000123"), TimeTravel),
+    responses((status = 200, body = TicketDocument, headers(("ETag" = String))), (status = 401),
+        (status = 404, description = "No such ticket, or none yet at `as_of` / `version`"),
+        (status = 422, description = "A malformed `as_of` or `version`, or both given")))]
 #[tracing::instrument(skip_all, fields(user = %caller.user.email, id = %id))]
 pub async fn get_ticket(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(time_travel): ApiQuery<TimeTravel>,
 ) -> Result<Response> {
     let number = ticket_number(&id)?;
+    if let Some(as_of) = time_travel.as_of()? {
+        visible_ticket(&state, &caller, &id).await?;
+        let ticket = state
+            .tickets
+            .ticket_as_of(number, as_of)
+            .await?
+            .ok_or_else(AppError::not_found_ticket)?;
+        return Ok(ticket_response(StatusCode::OK, ticket, false));
+    }
     let may_see =
         |reporter: &str| caller.is_staff() || reporter.eq_ignore_ascii_case(&caller.user.email);
     // The stored document is sent as it is; a ticket the read model does not have yet is

@@ -6,16 +6,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arctyk_domain::{Asset, CatalogError, Project};
-use arctyk_projections::LogPosition;
+use arctyk_projections::{LogPosition, ProcessorError};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::{PgPool, Row};
 
+use super::event_history::{self, AsOf, Replayable};
+
 type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
 
 /// Where an aggregate type takes its ids and keeps its unique names.
-pub trait Catalogued: Aggregate<Services = (), Error = CatalogError> + Clone + 'static {
+pub trait Catalogued:
+    Aggregate<Services = (), Error = CatalogError> + Replayable + Clone + 'static
+{
     /// The sequence that hands out ids.
     const IDS: &'static str;
     /// The reservation table and its columns: the unique name and the owner's id.
@@ -122,6 +126,12 @@ impl<A: Catalogued> CatalogLog<A> {
     pub async fn load(&self, id: i64) -> Result<A, AggregateError<CatalogError>> {
         let mut context = self.store.load_aggregate(&id.to_string()).await?;
         Ok(cqrs_es::AggregateContext::aggregate(&mut context).clone())
+    }
+
+    /// The record as it stood at `as_of`, replayed from the log; `None` when it had no
+    /// events by then.
+    pub async fn load_as_of(&self, id: i64, as_of: AsOf) -> Result<Option<A>, ProcessorError> {
+        event_history::load_as_of(&self.pool, &id.to_string(), as_of).await
     }
 
     /// Where the record's newest event sits in the log's global order.

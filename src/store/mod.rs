@@ -2,5 +2,7 @@
 //! anywhere else in the server.
 
 pub mod catalog_log;
+pub mod event_feed;
+pub mod event_history;
 pub mod ticket_log;
 pub mod users;

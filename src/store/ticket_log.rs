@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arctyk_domain::{Ticket, TicketCommand, TicketError};
-use arctyk_projections::LogPosition;
+use arctyk_projections::{LogPosition, ProcessorError};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::{PgPool, Row};
+
+use super::event_history::{self, AsOf};
 
 type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<PostgresEventRepository, Ticket>>;
 
@@ -57,6 +59,16 @@ impl TicketLog {
     pub async fn load(&self, number: i64) -> Result<Ticket, AggregateError<TicketError>> {
         let mut context = self.store.load_aggregate(&number.to_string()).await?;
         Ok(cqrs_es::AggregateContext::aggregate(&mut context).clone())
+    }
+
+    /// The ticket as it stood at `as_of`, replayed from the log; `None` when it had no
+    /// events by then.
+    pub async fn load_as_of(
+        &self,
+        number: i64,
+        as_of: AsOf,
+    ) -> Result<Option<Ticket>, ProcessorError> {
+        event_history::load_as_of(&self.pool, &number.to_string(), as_of).await
     }
 
     /// Where the ticket's newest event sits in the log's global order.

@@ -16,11 +16,12 @@ mod published;
 use std::collections::HashMap;
 
 use arctyk_projections::{Processor, ProcessorError, StoredEvent};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::store::event_history::{self, AsOf};
+pub(crate) use crate::store::event_history::{LogRow, LOG_COLUMNS};
 use published::other;
 pub use published::{
     event_names, is_event_name, ASSET_EVENTS, MAX_BODY_BYTES, PROJECT_EVENTS, PUBLISHED_TYPES,
@@ -226,43 +227,6 @@ async fn load_states<'a>(
     Ok(states)
 }
 
-/// The columns of an event as [`LogRow`] reads them.
-pub(crate) const LOG_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, \
-     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
-     recorded_at";
-
-/// One event of the log, read with [`LOG_COLUMNS`].
-#[derive(sqlx::FromRow)]
-pub(crate) struct LogRow {
-    position: i64,
-    transaction_id: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: Value,
-    metadata: Value,
-    recorded_at: DateTime<Utc>,
-}
-
-impl From<LogRow> for StoredEvent {
-    fn from(row: LogRow) -> Self {
-        Self {
-            position: row.position,
-            transaction_id: row.transaction_id,
-            aggregate_type: row.aggregate_type,
-            aggregate_id: row.aggregate_id,
-            sequence: row.sequence,
-            event_type: row.event_type,
-            event_version: row.event_version,
-            payload: row.payload,
-            metadata: row.metadata,
-            recorded_at: row.recorded_at,
-        }
-    }
-}
-
 /// The record just before `stored`, from the log.
 pub(crate) async fn rebuild(
     conn: &mut PgConnection,
@@ -274,18 +238,16 @@ pub(crate) async fn rebuild(
             stored.aggregate_type
         ))
     })?;
-    let rows: Vec<LogRow> = sqlx::query_as(&format!(
-        "SELECT {LOG_COLUMNS} FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3
-          ORDER BY sequence"
-    ))
-    .bind(&stored.aggregate_type)
-    .bind(&stored.aggregate_id)
-    .bind(stored.sequence)
-    .fetch_all(&mut *conn)
+    let before = AsOf::Version(u64::try_from(stored.sequence - 1).unwrap_or_default());
+    let earlier = event_history::events(
+        &mut *conn,
+        &stored.aggregate_type,
+        &stored.aggregate_id,
+        before,
+    )
     .await?;
-    for row in rows {
-        record.apply(PublishedEvent::decode(&row.into())?)?;
+    for earlier in &earlier {
+        record.apply(PublishedEvent::decode(earlier)?)?;
     }
     if record.version() + 1 != stored.sequence as u64 {
         return Err(other(format!(

@@ -76,6 +76,7 @@ fn expected_routes() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             BTreeSet::from(["post"]),
         ),
         ("/api/me/notifications", BTreeSet::from(["get", "patch"])),
+        ("/api/events", BTreeSet::from(["get"])),
     ])
 }
 
