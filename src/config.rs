@@ -59,7 +59,7 @@ pub struct Config {
     pub webhook_timeout_ms: u64,
 
     /// Requests in flight at once to one webhook endpoint (one subscription URL).
-    #[arg(long, env = "ARCTYK_WEBHOOK_MAX_CONNECTIONS", default_value_t = 16,
+    #[arg(long, env = "ARCTYK_WEBHOOK_MAX_CONNECTIONS", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub webhook_max_connections: u64,
 

@@ -346,8 +346,9 @@ async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let per_endpoint = settings.max_connections;
     let lease = settings.timeout + LEASE_MARGIN;
-    // Enough candidates to fill several endpoints, without probing the whole backlog.
-    let limit = limit.min(4 * per_endpoint);
+    // Enough candidates to fill a couple of endpoints: every candidate costs an index
+    // probe, and each answer brings another claim anyway.
+    let limit = limit.min(2 * per_endpoint);
     let busy: Vec<i64> = in_flight.keys().copied().collect();
     let counts: Vec<i64> = in_flight.values().map(|n| *n as i64).collect();
     sqlx::query_as(

@@ -163,4 +163,53 @@ mod tests {
         ));
         assert!(check_target("http://127.0.0.1:9/hook", true).await.is_ok());
     }
+
+    #[test]
+    fn address_literals_are_checked_again_when_sent_to() {
+        assert!(matches!(
+            check_literal("http://127.0.0.1:9/hook", false),
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            check_literal("http://[::1]:9/hook", false),
+            Err(TargetError::Private(_))
+        ));
+        assert_eq!(check_literal("http://127.0.0.1:9/hook", true), Ok(()));
+        assert_eq!(check_literal("https://93.184.216.34/hook", false), Ok(()));
+        // Names are checked by the resolver as they are resolved.
+        assert_eq!(check_literal("https://hooks.example.com/", false), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn the_resolver_never_yields_an_internal_address() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        assert!(PublicOnlyResolver.resolve(name).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_an_internal_address_is_not_reached() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = format!("http://localhost:{port}/hook");
+        // The endpoint answers to a client that resolves freely ...
+        let open = reqwest::Client::new().post(&url).send().await.unwrap();
+        assert_eq!(open.status(), reqwest::StatusCode::NO_CONTENT);
+        // ... and is never reached through the webhook resolver.
+        let guarded = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(PublicOnlyResolver))
+            .build()
+            .unwrap();
+        assert!(guarded.post(&url).send().await.is_err());
+    }
 }
