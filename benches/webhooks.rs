@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
@@ -35,6 +35,8 @@ const RATE: u64 = 200;
 #[derive(Clone)]
 struct Arrival {
     at: Instant,
+    /// The receiver path, one per subscription.
+    path: String,
     ticket: i64,
     sequence: i64,
     webhook_id: String,
@@ -46,17 +48,25 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn take(&self) -> Vec<Arrival> {
-        std::mem::take(&mut *self.arrivals.lock().expect("receiver lock"))
+    /// Takes what arrived at `path`, leaving the rest.
+    fn take(&self, path: &str) -> Vec<Arrival> {
+        let mut arrivals = self.arrivals.lock().expect("receiver lock");
+        let (taken, kept) = std::mem::take(&mut *arrivals)
+            .into_iter()
+            .partition(|a| a.path == path);
+        *arrivals = kept;
+        taken
     }
 
-    fn count(&self) -> usize {
-        self.arrivals.lock().expect("receiver lock").len()
+    fn count(&self, path: &str) -> usize {
+        let arrivals = self.arrivals.lock().expect("receiver lock");
+        arrivals.iter().filter(|a| a.path == path).count()
     }
 }
 
 async fn receive(
     State(receiver): State<Receiver>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> StatusCode {
@@ -66,6 +76,7 @@ async fn receive(
     };
     let arrival = Arrival {
         at,
+        path,
         ticket: body["ticket_id"].as_i64().unwrap_or(-1),
         sequence: body["sequence"].as_i64().unwrap_or(-1),
         webhook_id: headers
@@ -113,24 +124,22 @@ struct Api {
 }
 
 impl Api {
+    /// Sends one write; never retried, so the log holds exactly what the bench wrote.
     async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
-        for _ in 0..5 {
-            match self
-                .client
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .json(body)
-                .send()
-                .await
-            {
-                Ok(response) if response.status().is_success() => {
-                    return response.json().await.unwrap_or(Value::Null);
-                }
-                Ok(response) => panic!("{method} {path} answered {}", response.status()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        panic!("{method} {path} failed");
+        let response = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
+        assert!(
+            response.status().is_success(),
+            "{method} {path} answered {}",
+            response.status()
+        );
+        response.json().await.unwrap_or(Value::Null)
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -150,9 +159,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-async fn wait_for(receiver: &Receiver, count: usize, limit: Duration) {
+async fn wait_for(receiver: &Receiver, path: &str, count: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
-    while receiver.count() < count && Instant::now() < deadline {
+    while receiver.count(path) < count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -175,8 +184,8 @@ async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
         }
         tickets
     };
-    wait_for(receiver, tickets.len(), Duration::from_secs(30)).await;
-    receiver.take();
+    wait_for(receiver, "latency", tickets.len(), Duration::from_secs(30)).await;
+    receiver.take("latency");
 
     let api = Arc::new(Api {
         base: api.base.clone(),
@@ -209,9 +218,23 @@ async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
         });
     }
     while writes.join_next().await.is_some() {}
-    wait_for(receiver, total as usize, Duration::from_secs(60)).await;
-    let arrivals = receiver.take();
     let responses = std::mem::take(&mut *responses.lock().expect("responses lock"));
+    // Until every change's webhook arrived (creations may still be arriving too).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let arrived = receiver
+            .arrivals
+            .lock()
+            .expect("receiver lock")
+            .iter()
+            .filter(|a| a.path == "latency" && responses.contains_key(&(a.ticket, a.sequence)))
+            .count();
+        if arrived >= responses.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrivals = receiver.take("latency");
     let mut early = 0;
     let mut latencies: Vec<f64> = arrivals
         .iter()
@@ -296,8 +319,8 @@ async fn throughput_phase(api: Arc<Api>, receiver: &Receiver, tickets: usize) {
         )
         .await;
     let expected = replay["deliveries"].as_u64().expect("replay count") as usize;
-    wait_for(receiver, expected, Duration::from_secs(600)).await;
-    let arrivals = receiver.take();
+    wait_for(receiver, "drain", expected, Duration::from_secs(600)).await;
+    let arrivals = receiver.take("drain");
     let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
         panic!("nothing arrived");
     };
