@@ -14,9 +14,9 @@ use super::catalog::{paging, record_id, Page};
 use super::error::{AppError, Result};
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::ApiState;
-use crate::webhooks::deliver;
 use crate::webhooks::enqueue::{event_names, is_event_name};
 use crate::webhooks::replay::{ReplayDocument, ReplayError, ReplayFrom};
+use crate::webhooks::send;
 use crate::webhooks::store::{
     generate_secret, secret_is_valid, DeliveryActionError, DeliveryDocument, DeliveryFilter,
     NewSubscription, SubscriptionChange, SubscriptionDocument,
@@ -443,9 +443,9 @@ pub async fn test_webhook(
     });
     let body = serde_json::to_vec(&payload)
         .map_err(|error| AppError::Internal(format!("cannot encode the ping: {error}")))?;
-    let outcome = deliver::send(
+    let outcome = send::send(
         &state.webhook_client,
-        &deliver::Request {
+        &send::Request {
             url: &signing.url,
             webhook_id: &webhook_id,
             secret: &signing.secret,

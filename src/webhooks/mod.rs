@@ -9,9 +9,11 @@
 pub mod deliver;
 pub mod enqueue;
 pub mod replay;
+pub mod send;
 pub mod store;
 pub mod target;
 
-pub use deliver::{http_client, DeliverySettings, WebhookDeliveryWorker, WEBHOOKS_CHANNEL};
+pub use deliver::{WebhookDeliveryWorker, WEBHOOKS_CHANNEL};
 pub use enqueue::WebhookEnqueuer;
+pub use send::{http_client, DeliverySettings};
 pub use store::WebhookStore;
