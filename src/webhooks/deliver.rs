@@ -115,43 +115,26 @@ impl WebhookDeliveryWorker {
             recorded_tx,
         ));
         let mut tasks = JoinSet::new();
-        // Claimed and not yet recorded, by id.
-        let mut unrecorded: HashSet<i64> = HashSet::new();
-        // Requests in flight per subscription.
-        let mut sending: HashMap<i64, usize> = HashMap::new();
-        let mut in_flight = 0usize;
-        let mut next_due: Option<Instant> = None;
+        let mut state = InFlight::default();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while let Ok(one) = answered.try_recv() {
-                in_flight -= 1;
-                release_slot(&mut sending, one.subscription_id);
+                state.answered(&one);
                 let _ = to_record.send(one);
             }
             while let Ok(batch) = recorded.try_recv() {
-                batch.ids.iter().for_each(|id| {
-                    unrecorded.remove(id);
-                });
-                if let Some(wait) = batch.retry_in {
-                    let at = Instant::now() + wait;
-                    next_due = Some(next_due.map_or(at, |due| due.min(at)));
-                }
+                state.recorded(batch);
             }
             while tasks.try_join_next().is_some() {}
-            if next_due.is_some_and(|due| due <= Instant::now()) {
-                next_due = None;
-            }
-            let free = MAX_IN_FLIGHT - in_flight;
+            let free = MAX_IN_FLIGHT - state.requests;
             if free > 0 {
-                match claim(&self.pool, free, &self.settings, &sending).await {
+                match claim(&self.pool, free, &self.settings, &state.per_subscription).await {
                     Ok(heads) => {
-                        tracing::debug!(claimed = heads.len(), in_flight, "webhook claim");
+                        tracing::debug!(claimed = heads.len(), state.requests, "webhook claim");
                         for head in heads {
-                            in_flight += 1;
-                            unrecorded.insert(head.id);
-                            *sending.entry(head.subscription_id).or_default() += 1;
+                            state.claimed(&head);
                             let client = self.client.clone();
                             let done = done.clone();
                             let allow_private = self.settings.allow_private;
@@ -169,29 +152,16 @@ impl WebhookDeliveryWorker {
                     Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
                 }
             }
-            let poll = next_due
-                .map(|due| due.saturating_duration_since(Instant::now()))
-                .unwrap_or(POLL)
-                .min(POLL);
             tokio::select! {
                 // An answer frees an endpoint slot.
                 Some(one) = answered.recv() => {
-                    in_flight -= 1;
-                    release_slot(&mut sending, one.subscription_id);
+                    state.answered(&one);
                     let _ = to_record.send(one);
                 }
                 // Recorded answers make their queues' next events claimable.
-                Some(batch) = recorded.recv() => {
-                    batch.ids.iter().for_each(|id| {
-                        unrecorded.remove(id);
-                    });
-                    if let Some(wait) = batch.retry_in {
-                        let at = Instant::now() + wait;
-                        next_due = Some(next_due.map_or(at, |due| due.min(at)));
-                    }
-                }
+                Some(batch) = recorded.recv() => state.recorded(batch),
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(state.poll_wait()) => {}
                 _ = shutdown.changed() => break,
             }
         }
@@ -213,11 +183,9 @@ impl WebhookDeliveryWorker {
         drop(to_record);
         let _ = recorder.await;
         while let Ok(batch) = recorded.try_recv() {
-            batch.ids.iter().for_each(|id| {
-                unrecorded.remove(id);
-            });
+            state.recorded(batch);
         }
-        let unfinished: Vec<i64> = unrecorded.into_iter().collect();
+        let unfinished: Vec<i64> = state.unrecorded.into_iter().collect();
         if !unfinished.is_empty() {
             if let Err(error) = release(&self.pool, &unfinished).await {
                 tracing::warn!(%error, "cannot release webhook deliveries at shutdown");
@@ -226,11 +194,58 @@ impl WebhookDeliveryWorker {
     }
 }
 
-fn release_slot(sending: &mut HashMap<i64, usize>, subscription_id: i64) {
-    if let Some(count) = sending.get_mut(&subscription_id) {
-        *count -= 1;
-        if *count == 0 {
-            sending.remove(&subscription_id);
+/// What the worker has in hand.
+#[derive(Default)]
+struct InFlight {
+    /// Claimed and not yet recorded, by delivery id.
+    unrecorded: HashSet<i64>,
+    /// Requests waiting for an answer, per subscription, and in all.
+    per_subscription: HashMap<i64, usize>,
+    requests: usize,
+    /// When the earliest retry scheduled by this worker is due.
+    next_due: Option<Instant>,
+}
+
+impl InFlight {
+    fn claimed(&mut self, head: &Claimed) {
+        self.requests += 1;
+        self.unrecorded.insert(head.id);
+        *self
+            .per_subscription
+            .entry(head.subscription_id)
+            .or_default() += 1;
+    }
+
+    fn answered(&mut self, one: &Finished) {
+        self.requests -= 1;
+        if let Some(count) = self.per_subscription.get_mut(&one.subscription_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_subscription.remove(&one.subscription_id);
+            }
+        }
+    }
+
+    fn recorded(&mut self, batch: Recorded) {
+        for id in &batch.ids {
+            self.unrecorded.remove(id);
+        }
+        if let Some(wait) = batch.retry_in {
+            let at = Instant::now() + wait;
+            self.next_due = Some(self.next_due.map_or(at, |due| due.min(at)));
+        }
+    }
+
+    /// How long to wait for something to happen before looking for due heads anyway.
+    fn poll_wait(&mut self) -> Duration {
+        let now = Instant::now();
+        match self.next_due {
+            Some(due) if due > now => (due - now).min(POLL),
+            Some(_) => {
+                self.next_due = None;
+                Duration::ZERO
+            }
+            None => POLL,
         }
     }
 }
