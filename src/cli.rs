@@ -1,13 +1,14 @@
 //! Command-line interface: `serve` (the default), `migrate`, `token create`, `events export`,
-//! `projections rebuild`.
+//! `audit verify`, `projections rebuild`.
 
 use arctyk_domain::Role;
-use arctyk_projections::rebuild::rebuild;
+use arctyk_projections::rebuild::{log_length, rebuild};
 use arctyk_projections::{
     catalog_projection, ticket_projection, CatalogProjection, TicketProjection,
 };
 use clap::{Parser, Subcommand};
 
+use crate::rebuild_progress::RebuildProgress;
 use crate::store::users::Users;
 use crate::{auth, db, Application, Config};
 
@@ -49,6 +50,23 @@ pub enum Command {
     /// The event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Inbound email.
+    #[command(subcommand)]
+    Mail(MailCommand),
+    /// Tamper evidence.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every event's hash, check every record's sequences and every checkpoint;
+    /// print each finding and exit non-zero if there is any.
+    Verify {
+        /// Verify this export (`arctyk events export`) offline instead of the database.
+        #[arg(long, value_name = "FILE")]
+        from_export: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +91,18 @@ pub enum EmailCommand {
         /// The address to send it to.
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MailCommand {
+    /// Read one RFC 5322 message on stdin and turn it into a ticket or a comment, for an
+    /// MTA pipe (`| arctyk mail ingest`). Exit codes per sysexits: 0 accepted (also when
+    /// deliberately dropped), 65 unreadable, 67 unknown queue, 75 try again later.
+    Ingest {
+        /// Project key of new tickets, over the `ARCTYK_INBOUND_QUEUES` mapping.
+        #[arg(long)]
+        queue: Option<String>,
     },
 }
 
@@ -129,7 +159,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             db::create_if_missing(&config.database_url).await?;
             let pool = db::connect(&config).await?;
-            db::migrate(&pool).await?;
+            db::migrate_if_pending(&pool).await?;
             let users = Users::new(pool);
             let user = users.upsert(email, &name, role).await?;
             let token = auth::generate_token();
@@ -148,32 +178,47 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             crate::notifications::mailer::send_test(&config, &to).await?;
             eprintln!("test message sent to {to}");
         }
+        Command::Mail(MailCommand::Ingest { queue }) => {
+            let code = crate::inbound::cli::ingest_stdin(&config, queue.as_deref()).await;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         Command::Events(EventsCommand::Export { after, until }) => {
             let pool = db::connect(&config).await?;
             let written = crate::event_export::export(pool, after, until).await?;
             eprintln!("exported {written} events");
         }
+        Command::Audit(AuditCommand::Verify { from_export }) => {
+            let pool = match from_export {
+                Some(_) => None,
+                None => Some(db::connect(&config).await?),
+            };
+            crate::audit::verify::run(pool, from_export.as_deref()).await?;
+        }
         Command::Projections(ProjectionsCommand::Rebuild) => {
             let pool = db::connect(&config).await?;
-            db::migrate(&pool).await?;
-            let started = std::time::Instant::now();
+            db::migrate_if_pending(&pool).await?;
+            let events = log_length(&pool).await?;
+            let mut progress = RebuildProgress::new("tickets", events);
             let total = rebuild(&pool, &TicketProjection, ticket_projection::TABLES, |n| {
-                eprint!("\rreplayed {n} events");
+                progress.update(n)
             })
             .await?;
-            let seconds = started.elapsed().as_secs_f64();
+            let (took, rate) = progress.finish(total);
             eprintln!(
-                "\rrebuilt read models from {total} events in {seconds:.1}s ({:.0} events/s)",
-                total as f64 / seconds.max(1e-6)
+                "rebuilt read models from {total} events in {:.1}s ({rate:.0} events/s)",
+                took.as_secs_f64()
             );
-            let started = std::time::Instant::now();
+            let mut progress = RebuildProgress::new("projects and assets", events);
             let total = rebuild(&pool, &CatalogProjection, catalog_projection::TABLES, |n| {
-                eprint!("\rreplayed {n} events into projects and assets");
+                progress.update(n)
             })
             .await?;
+            let (took, rate) = progress.finish(total);
             eprintln!(
-                "\rrebuilt project and asset read models from {total} events in {:.1}s",
-                started.elapsed().as_secs_f64()
+                "rebuilt project and asset read models from {total} events in {:.1}s ({rate:.0} events/s)",
+                took.as_secs_f64()
             );
         }
     }

@@ -120,6 +120,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub notify_lease_secs: u64,
 
+    /// Inbound email: limits and the recipient → project mapping.
+    #[command(flatten)]
+    pub inbound: crate::inbound::settings::InboundConfig,
+
     /// Whether this process runs the log's subscribers (projections). Tests turn it off
     /// to stand for a crashed worker.
     #[arg(skip = true)]
@@ -162,6 +166,7 @@ impl std::fmt::Debug for Config {
             .field("slack_webhook_url", &self.slack_webhook_url.is_some())
             .field("teams_webhook_url", &self.teams_webhook_url.is_some())
             .field("notify_retry_schedule", &self.notify_retry_schedule)
+            .field("inbound", &self.inbound)
             .finish()
     }
 }

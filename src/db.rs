@@ -53,6 +53,39 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// Applies migrations only when some are pending, so that `serve` can run as a runtime
+/// role that may not create or alter tables (see `deploy/runtime_role.sql`): with the
+/// schema current it only reads `_sqlx_migrations`. A schema that is behind is migrated
+/// as before, which a runtime role is refused: run `arctyk migrate` as the owner first.
+pub async fn migrate_if_pending(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    if !has_pending_migrations(pool).await? {
+        return Ok(());
+    }
+    MIGRATOR.run(pool).await
+}
+
+/// Whether a migration this binary knows is not recorded as applied with its checksum.
+pub async fn has_pending_migrations(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
+    if table.is_none() {
+        return Ok(true);
+    }
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .any(|migration| {
+            !applied.iter().any(|(version, checksum)| {
+                *version == migration.version && checksum[..] == migration.checksum[..]
+            })
+        }))
+}
+
 /// Whether an error means the database cannot be reached (as opposed to a bad query).
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     matches!(

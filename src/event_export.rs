@@ -10,7 +10,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 
-use crate::store::event_feed::{EventFeed, FeedEvent};
+use crate::store::event_feed::EventFeed;
 
 /// Events read per query: bounds memory whatever the size of the log.
 const CHUNK: i64 = 2_000;
@@ -52,7 +52,7 @@ pub async fn export(
             if until.is_some_and(|until| event.recorded_at > until) {
                 continue;
             }
-            serde_json::to_writer(&mut out, &FeedEvent::from(event))?;
+            serde_json::to_writer(&mut out, &event)?;
             out.write_all(b"\n")?;
             written += 1;
         }

@@ -1,6 +1,7 @@
 //! The Arctyk server: configuration, HTTP API, authentication, the command path into the
 //! event log, and the wiring of the log's subscribers.
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
@@ -10,7 +11,9 @@ pub mod config;
 pub mod db;
 pub mod event_export;
 pub mod http;
+pub mod inbound;
 pub mod notifications;
+pub mod rebuild_progress;
 pub mod replay_timeline;
 pub mod sla_clock;
 pub mod startup;

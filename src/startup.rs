@@ -19,6 +19,7 @@ use crate::auth::Authenticator;
 use crate::catalog::CatalogService;
 use crate::clock::{Clock, SystemClock};
 use crate::http::{self, ApiState};
+use crate::inbound::InboundService;
 use crate::sla_clock::SlaClockWorker;
 use crate::store::ticket_log::TicketLog;
 use crate::store::users::Users;
@@ -78,7 +79,8 @@ impl Application {
                 url: config.database_url_redacted(),
                 source,
             })?;
-        db::migrate(&pool).await?;
+        // Skipped when current, so a runtime role without DDL rights can serve.
+        db::migrate_if_pending(&pool).await?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let projection = Subscription::new(pool.clone(), TicketProjection);
@@ -143,22 +145,31 @@ impl Application {
         }
 
         let users = Users::new(pool.clone());
+        let tickets = TicketService::new(
+            TicketLog::new(pool.clone()),
+            TicketReads::new(pool.clone()),
+            progress,
+            notifier.clone(),
+            config.read_your_writes(),
+            clock.clone(),
+        );
+        let catalog = CatalogService::new(
+            pool.clone(),
+            catalog_progress,
+            notifier,
+            config.read_your_writes(),
+            clock.clone(),
+        );
         let state = ApiState {
-            tickets: TicketService::new(
-                TicketLog::new(pool.clone()),
-                TicketReads::new(pool.clone()),
-                progress,
-                notifier.clone(),
-                config.read_your_writes(),
-                clock.clone(),
-            ),
-            catalog: CatalogService::new(
+            inbound: InboundService::new(
+                tickets.clone(),
+                catalog.clone(),
+                users.clone(),
                 pool.clone(),
-                catalog_progress,
-                notifier,
-                config.read_your_writes(),
-                clock.clone(),
+                &config,
             ),
+            tickets,
+            catalog,
             auth: Authenticator::new(users.clone()),
             users,
             webhooks: WebhookStore::new(pool.clone()),
@@ -178,6 +189,11 @@ impl Application {
             // catches up on deadlines that passed while the server was down.
             let sla_clock = SlaClockWorker::new(state.tickets.clone(), clock);
             workers.push(tokio::spawn(sla_clock.run(shutdown_rx.clone())));
+            // Running hashes over the global log, once a minute (tamper evidence).
+            workers.push(tokio::spawn(crate::audit::checkpoints::run(
+                pool.clone(),
+                shutdown_rx.clone(),
+            )));
         }
         let router = http::router(state, config.max_body_bytes);
 

@@ -129,8 +129,19 @@ impl TicketService {
         actor_email: &str,
         context: &RequestContext,
     ) -> Result<Written, ServiceError> {
-        self.commit(number, command, request_metadata(actor_email, context))
-            .await?;
+        self.execute_with_metadata(number, command, request_metadata(actor_email, context))
+            .await
+    }
+
+    /// As [`TicketService::execute`], with the events' metadata given whole (inbound
+    /// mail adds its channel to it).
+    pub(crate) async fn execute_with_metadata(
+        &self,
+        number: i64,
+        command: TicketCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<Written, ServiceError> {
+        self.commit(number, command, metadata).await?;
         let visible = self
             .runner
             .wait_visible(self.log.last_position(number).await?)

@@ -3,13 +3,14 @@
 
 use arctyk_domain::relations::{LINKS_MAX, WATCHERS_MAX};
 use arctyk_domain::ticket::{TAGS_MAX, TAG_MAX};
+use arctyk_domain::{ticket_event_version, upcast_ticket_event};
 use arctyk_domain::{
     Actor, IssueType, LinkKind, Priority, Role, Status, Ticket, TicketCommand, TicketError,
     TicketEvent, TicketLink, Visibility,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
-use cqrs_es::Aggregate;
+use cqrs_es::{Aggregate, DomainEvent};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -771,11 +772,45 @@ fn the_new_events_show_their_change_as_from_and_to() {
 fn link_events_stored_without_the_mirror_flag_read_as_originals() {
     let stored = json!({"TicketLinked": {"kind": "relates_to", "other": 7,
         "by": "a@example.com", "at": "2026-01-05T09:00:00Z"}});
-    let event: TicketEvent = serde_json::from_value(stored).expect("decodes");
+    // `mirror` is required in the current shape: only the upcaster makes the old row read.
+    assert!(serde_json::from_value::<TicketEvent>(stored.clone()).is_err());
+    let upcast = upcast_ticket_event("TicketLinked", "1.0", stored);
+    let event: TicketEvent = serde_json::from_value(upcast).expect("decodes");
     assert!(matches!(
         event,
         TicketEvent::TicketLinked { mirror: false, .. }
     ));
+}
+
+#[test]
+fn version_one_link_events_that_carry_the_mirror_flag_keep_it() {
+    let stored = json!({"TicketUnlinked": {"kind": "child", "other": 7, "mirror": true,
+        "by": "a@example.com", "at": "2026-01-05T09:00:00Z"}});
+    let upcast = upcast_ticket_event("TicketUnlinked", "1.0", stored);
+    let event: TicketEvent = serde_json::from_value(upcast).expect("decodes");
+    assert!(matches!(
+        event,
+        TicketEvent::TicketUnlinked { mirror: true, .. }
+    ));
+}
+
+#[test]
+fn link_events_are_recorded_at_version_one_point_one() {
+    let linked = TicketEvent::TicketLinked {
+        kind: LinkKind::RelatesTo,
+        other: OTHER,
+        mirror: false,
+        by: by(),
+        at: hour(2),
+    };
+    assert_eq!(linked.event_version(), "1.1");
+    assert_eq!(ticket_event_version("StatusChanged"), "1.0");
+    // A current event passes the upcasters untouched.
+    let stored = serde_json::to_value(&linked).expect("encodes");
+    assert_eq!(
+        upcast_ticket_event("TicketLinked", "1.1", stored.clone()),
+        stored
+    );
 }
 
 #[test]

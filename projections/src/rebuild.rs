@@ -50,3 +50,11 @@ pub async fn rebuild<P: Processor>(
     tx.commit().await?;
     Ok(total)
 }
+
+/// How many events the log holds: what a rebuild will replay, for its progress report.
+pub async fn log_length(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

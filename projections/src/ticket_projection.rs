@@ -28,9 +28,15 @@ impl TicketProjection {
     pub const NAME: &'static str = "tickets";
 }
 
-/// Decodes a stored ticket event. Later event versions get their upcasters here.
+/// Decodes a stored ticket event in its current shape: older event versions pass through
+/// the domain's upcasters first. Every reader of stored ticket events decodes here.
 pub fn decode_ticket_event(event: &StoredEvent) -> Result<TicketEvent, ProcessorError> {
-    serde_json::from_value(event.payload.clone()).map_err(|error| ProcessorError::Malformed {
+    let payload = arctyk_domain::upcast_ticket_event(
+        &event.event_type,
+        &event.event_version,
+        event.payload.clone(),
+    );
+    serde_json::from_value(payload).map_err(|error| ProcessorError::Malformed {
         position: event.position,
         message: error.to_string(),
     })

@@ -58,8 +58,11 @@ before one already served. An `after` that names no served event is refused with
 With `Accept: application/x-ndjson` the answer is every event after `after`, one JSON object \
 per line, without a limit, read from the log in chunks; it ends once it has caught up with \
 the log.\n\n\
-`event` is the stored event type (e.g. `TicketCreated`) and `payload` the stored event. \
-Events do not carry a `hash` yet: the field will appear once the log records one.",
+`event` is the stored event type (e.g. `TicketCreated`), `payload` and `metadata` the stored \
+event and its metadata, byte for byte as recorded, and `hash` (hex) the event's link in its \
+record's hash chain: SHA-256 of the previous event's hash and this event's canonical bytes \
+(README, \"Tamper evidence\"). An export of this stream verifies offline with \
+`arctyk audit verify --from-export`.",
     params(EventFeedQuery),
     responses(
         (status = 200, description = "A page, or with `Accept: application/x-ndjson` a stream of events",
@@ -90,12 +93,7 @@ pub async fn list_events(
     if wants_ndjson(&headers) {
         return Ok(stream(&feed, cursor));
     }
-    let results: Vec<FeedEvent> = feed
-        .page(cursor, limit)
-        .await?
-        .into_iter()
-        .map(FeedEvent::from)
-        .collect();
+    let results: Vec<FeedEvent> = feed.page(cursor, limit).await?;
     let next = results.last().map_or(after, |event| event.position);
     Ok(Json(EventFeedPage { results, next }).into_response())
 }
@@ -109,8 +107,7 @@ fn stream(feed: &EventFeed, cursor: arctyk_projections::LogPosition) -> Response
         for event in chunk.inspect_err(|error| {
             tracing::error!(error = %error, "event feed stream cut short");
         })? {
-            serde_json::to_writer(&mut bytes, &FeedEvent::from(event))
-                .map_err(std::io::Error::other)?;
+            serde_json::to_writer(&mut bytes, &event).map_err(std::io::Error::other)?;
             bytes.push(b'\n');
         }
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Bytes::from(bytes))

@@ -1,12 +1,14 @@
 //! The REST API: one module per resource, each with its own `router()`, merged here.
 
 pub mod assets;
+pub mod audit;
 pub mod catalog;
 pub mod comments;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod inbound;
 pub mod integrations;
 pub mod me;
 pub mod openapi;
@@ -51,6 +53,8 @@ pub struct ApiState {
     pub public_url: Option<String>,
     /// The time commands are stamped with; a test drives it by hand.
     pub clock: Arc<dyn Clock>,
+    /// Inbound email: `POST /api/inbound/email/` and attachments.
+    pub inbound: crate::inbound::InboundService,
 }
 
 /// The whole API. Trailing slashes are trimmed before routing (see `startup`), so each
@@ -70,6 +74,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .merge(integrations::router())
         .merge(me::router())
         .merge(events::router())
+        .merge(audit::router())
+        .merge(inbound::router())
         .fallback(|| async { AppError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     Router::new()

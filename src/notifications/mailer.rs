@@ -133,7 +133,9 @@ impl Mailer {
             .subject(content.subject.clone())
             .message_id(Some(content.message_id.clone()))
             .raw_header(raw("Auto-Submitted", "auto-generated"))
-            .raw_header(raw("X-Auto-Response-Suppress", "All"));
+            .raw_header(raw("X-Auto-Response-Suppress", "All"))
+            // Inbound mail carrying our X-Loop is dropped (see `inbound::parse`).
+            .raw_header(raw("X-Loop", self.from.email.as_ref()));
         if let Some(thread) = &content.thread_id {
             builder = builder
                 .in_reply_to(thread.clone())

@@ -7,11 +7,14 @@
 use std::collections::HashMap;
 
 use arctyk_domain::{Ticket, TicketEvent};
+use arctyk_projections::ticket_projection::decode_ticket_event;
 use arctyk_projections::{ProcessorError, StoredEvent};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
+
+use crate::store::event_history::{self, AsOf};
 
 fn other(error: impl std::fmt::Display) -> ProcessorError {
     ProcessorError::Other(error.to_string())
@@ -65,20 +68,17 @@ pub async fn advance<'a>(
 
 /// The ticket just before `stored`, from the log.
 async fn replay(conn: &mut PgConnection, stored: &StoredEvent) -> Result<Ticket, ProcessorError> {
-    let rows: Vec<(Value,)> = sqlx::query_as(
-        "SELECT payload FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3
-          ORDER BY sequence",
+    let before = u64::try_from(stored.sequence - 1).unwrap_or(0);
+    let events = event_history::events(
+        &mut *conn,
+        Ticket::TYPE,
+        &stored.aggregate_id,
+        AsOf::Version(before),
     )
-    .bind(Ticket::TYPE)
-    .bind(&stored.aggregate_id)
-    .bind(stored.sequence)
-    .fetch_all(&mut *conn)
     .await?;
     let mut ticket = Ticket::default();
-    for (payload,) in rows {
-        let event: TicketEvent = serde_json::from_value(payload).map_err(other)?;
-        ticket.apply(event);
+    for earlier in &events {
+        ticket.apply(decode_ticket_event(earlier)?);
     }
     ticket.comments.clear();
     if ticket.version + 1 != stored.sequence as u64 {

@@ -9,20 +9,27 @@
 //! subscribers' visibility rule (see `arctyk_projections::subscription`), which never
 //! skips the events of a transaction that commits late.
 
-use arctyk_projections::subscription::read_after;
-use arctyk_projections::{LogPosition, StoredEvent};
+use arctyk_projections::LogPosition;
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use serde::Serialize;
-use sqlx::PgPool;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
 /// One event of the log, as the feed and exports show it: the stored row, unchanged,
-/// with the actor lifted out of its metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// with the actor lifted out of its metadata. `payload` and `metadata` are the stored
+/// JSON text byte for byte, so that an export carries everything `arctyk audit verify`
+/// needs to recompute `hash` offline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FeedEvent {
     /// The event's position, also the cursor to continue after it.
     pub position: i64,
+    /// The committing transaction: the first key of the log's global order. Not shown.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub transaction_id: i64,
     /// `Ticket`, `Project` or `Asset`.
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -36,25 +43,66 @@ pub struct FeedEvent {
     pub actor: Option<String>,
     /// The event as stored.
     #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
+    pub payload: Box<RawValue>,
+    /// The event's metadata as stored (actor, request id …).
+    #[schema(value_type = Object)]
+    pub metadata: Box<RawValue>,
+    /// SHA-256, in hex, of the previous event of the same aggregate's `hash` followed by
+    /// this event's canonical bytes (see the README, "Tamper evidence").
+    pub hash: String,
 }
 
-impl From<StoredEvent> for FeedEvent {
-    fn from(event: StoredEvent) -> Self {
-        let actor = event.meta("actor").map(str::to_owned);
-        FeedEvent {
-            position: event.position,
-            aggregate_type: event.aggregate_type,
-            aggregate_id: event.aggregate_id,
-            sequence: event.sequence,
-            event: event.event_type,
-            event_version: event.event_version,
-            recorded_at: event.recorded_at,
-            actor,
-            payload: event.payload,
+impl FeedEvent {
+    pub fn log_position(&self) -> LogPosition {
+        LogPosition {
+            transaction_id: self.transaction_id,
+            position: self.position,
         }
     }
+
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let raw = |column: &str| -> Result<Box<RawValue>, sqlx::Error> {
+            RawValue::from_string(row.try_get(column)?)
+                .map_err(|error| sqlx::Error::Decode(Box::new(error)))
+        };
+        let metadata = raw("metadata")?;
+        let actor = serde_json::from_str::<serde_json::Value>(metadata.get())
+            .ok()
+            .and_then(|meta| meta.get("actor")?.as_str().map(str::to_owned));
+        let hash: Option<Vec<u8>> = row.try_get("hash")?;
+        Ok(FeedEvent {
+            position: row.try_get("position")?,
+            transaction_id: row.try_get("transaction_id")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            recorded_at: row.try_get("recorded_at")?,
+            actor,
+            payload: raw("payload")?,
+            metadata,
+            hash: hash.as_deref().map(hex).unwrap_or_default(),
+        })
+    }
 }
+
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+/// The columns a [`FeedEvent`] is read from: `payload` and `metadata` as their stored
+/// text.
+const FEED_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, recorded_at, \
+     payload::text AS payload, metadata::text AS metadata, hash";
 
 /// Reads the log in global order.
 #[derive(Clone)]
@@ -90,13 +138,45 @@ impl EventFeed {
     }
 
     /// Up to `limit` events after `after`.
+    ///
+    /// The visibility rule is the subscribers' (`arctyk_projections::subscription::
+    /// read_after`): only events below the oldest running transaction.
     pub async fn page(
         &self,
         after: LogPosition,
         limit: i64,
-    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        read_after(&mut conn, after, limit).await
+    ) -> Result<Vec<FeedEvent>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FEED_COLUMNS} FROM events
+              WHERE (transaction_id, position) > ($1::text::xid8, $2)
+                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY transaction_id, position
+              LIMIT $3"
+        ))
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(FeedEvent::from_row).collect()
+    }
+
+    /// Every event of one record, in sequence order.
+    pub async fn aggregate(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<FeedEvent>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FEED_COLUMNS} FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence"
+        ))
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(FeedEvent::from_row).collect()
     }
 
     /// Every event after `after` that is readable now, `chunk` at a time, so that memory
@@ -105,7 +185,7 @@ impl EventFeed {
         &self,
         after: LogPosition,
         chunk: i64,
-    ) -> impl Stream<Item = Result<Vec<StoredEvent>, sqlx::Error>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Vec<FeedEvent>, sqlx::Error>> + Send + 'static {
         let feed = self.clone();
         futures::stream::try_unfold(Some(after), move |cursor| {
             let feed = feed.clone();

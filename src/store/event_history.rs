@@ -3,6 +3,7 @@
 //! webhook enqueuer rebuild a record as it stood, without the read models.
 
 use arctyk_domain::{Asset, Project, Ticket};
+use arctyk_projections::catalog_projection::decode_catalog_event;
 use arctyk_projections::ticket_projection::decode_ticket_event;
 use arctyk_projections::{ProcessorError, StoredEvent};
 use chrono::{DateTime, Utc};
@@ -104,13 +105,6 @@ pub trait Replayable: Aggregate + Default {
     fn decode(stored: &StoredEvent) -> Result<Self::Event, ProcessorError>;
 }
 
-fn decode_json<E: serde::de::DeserializeOwned>(stored: &StoredEvent) -> Result<E, ProcessorError> {
-    serde_json::from_value(stored.payload.clone()).map_err(|error| ProcessorError::Malformed {
-        position: stored.position,
-        message: error.to_string(),
-    })
-}
-
 impl Replayable for Ticket {
     fn decode(stored: &StoredEvent) -> Result<Self::Event, ProcessorError> {
         decode_ticket_event(stored)
@@ -119,13 +113,13 @@ impl Replayable for Ticket {
 
 impl Replayable for Project {
     fn decode(stored: &StoredEvent) -> Result<Self::Event, ProcessorError> {
-        decode_json(stored)
+        decode_catalog_event(stored)
     }
 }
 
 impl Replayable for Asset {
     fn decode(stored: &StoredEvent) -> Result<Self::Event, ProcessorError> {
-        decode_json(stored)
+        decode_catalog_event(stored)
     }
 }
 

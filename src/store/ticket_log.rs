@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arctyk_domain::{Ticket, TicketCommand, TicketError};
+use arctyk_domain::{ticket_upcasters, Ticket, TicketCommand, TicketError};
 use arctyk_projections::{LogPosition, ProcessorError};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateError, CqrsFramework, EventStore};
@@ -26,10 +26,13 @@ pub struct TicketLog {
 impl TicketLog {
     pub fn new(pool: PgPool) -> Self {
         // The plain event store: the snapshot and aggregate stores of cqrs-es 0.5 apply
-        // each event twice.
-        let cqrs = postgres_es::postgres_cqrs(pool.clone(), Vec::new(), ());
-        let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        // each event twice. Both stores upcast events stored in older shapes.
+        let event_store = || {
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+                .with_upcasters(ticket_upcasters())
+        };
+        let cqrs = CqrsFramework::new(event_store(), Vec::new(), ());
+        let store = event_store();
         Self {
             pool,
             cqrs: Arc::new(cqrs),

@@ -51,6 +51,24 @@ impl Users {
         user_from_row(&row)
     }
 
+    /// The user with this email, created as an end user on first contact (inbound mail);
+    /// an existing user keeps their role.
+    pub async fn create_end_user_if_absent(
+        &self,
+        email: &str,
+        name: &str,
+    ) -> Result<User, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO users (email, name, role) VALUES ($1, $2, 'end_user')
+             ON CONFLICT (lower(email)) DO NOTHING",
+        )
+        .bind(email)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        self.by_email(email).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
     pub async fn by_email(&self, email: &str) -> Result<Option<User>, sqlx::Error> {
         let row =
             sqlx::query("SELECT id, email, name, role FROM users WHERE lower(email) = lower($1)")

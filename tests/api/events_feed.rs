@@ -170,7 +170,21 @@ async fn the_feed_has_every_event_in_the_logs_global_order() {
     assert!(first["recorded_at"]
         .as_str()
         .is_some_and(|t| t.contains('T')));
-    assert!(first.get("hash").is_none(), "no made-up hash: {first}");
+    let stored_hash: String =
+        sqlx::query_scalar("SELECT encode(hash, 'hex') FROM events WHERE position = $1")
+            .bind(first["position"].as_i64().expect("position"))
+            .fetch_one(&app.pool)
+            .await
+            .expect("a stored hash");
+    assert_eq!(
+        first["hash"],
+        stored_hash.as_str(),
+        "the stored hash: {first}"
+    );
+    assert!(
+        first["metadata"].is_object(),
+        "the stored metadata: {first}"
+    );
     let internal = events
         .iter()
         .find(|e| e["aggregate_id"] == "1" && e["sequence"] == 4)

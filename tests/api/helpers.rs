@@ -50,6 +50,7 @@ pub fn test_config(database_url: &str) -> Config {
         notify_retry_schedule: "0,0.2,0.5".parse().expect("valid schedule"),
         chat_min_interval_ms: 200,
         notify_lease_secs: 120,
+        inbound: Default::default(),
         run_subscribers: true,
     }
 }

@@ -2,13 +2,16 @@
 //! database per test, driven over HTTP.
 
 mod assets;
+mod audit;
 mod cli;
 mod comments;
 mod concurrency;
 mod errors;
+mod event_evolution;
 mod event_log;
 mod events_feed;
 mod helpers;
+mod inbound;
 mod links;
 mod notifications;
 mod openapi;
@@ -16,6 +19,7 @@ mod projection;
 mod projects;
 mod receiver;
 mod roles;
+mod runtime_role;
 mod sla;
 mod tickets;
 mod time_travel;

@@ -43,6 +43,9 @@ fn expected_routes() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "/api/tickets/{id}/assets",
             BTreeSet::from(["post", "delete"]),
         ),
+        ("/api/inbound/email", BTreeSet::from(["post"])),
+        ("/api/attachments/{id}", BTreeSet::from(["get"])),
+        ("/api/tickets/{id}/attachments", BTreeSet::from(["get"])),
         ("/api/webhooks", BTreeSet::from(["get", "post"])),
         ("/api/webhooks/events", BTreeSet::from(["get"])),
         (

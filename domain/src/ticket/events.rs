@@ -135,7 +135,7 @@ pub enum TicketEvent {
     TicketLinked {
         kind: LinkKind,
         other: i64,
-        #[serde(default)]
+        /// Required since 1.1; 1.0 rows without it are upcast (see `upcasting`).
         mirror: bool,
         by: String,
         at: DateTime<Utc>,
@@ -143,7 +143,7 @@ pub enum TicketEvent {
     TicketUnlinked {
         kind: LinkKind,
         other: i64,
-        #[serde(default)]
+        /// Required since 1.1; 1.0 rows without it are upcast (see `upcasting`).
         mirror: bool,
         by: String,
         at: DateTime<Utc>,
@@ -381,6 +381,6 @@ impl DomainEvent for TicketEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        super::ticket_event_version(&self.event_type()).to_owned()
     }
 }

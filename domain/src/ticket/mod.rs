@@ -3,10 +3,12 @@
 
 mod commands;
 mod events;
+mod upcasting;
 mod validation;
 
 pub use commands::*;
 pub use events::*;
+pub use upcasting::*;
 pub use validation::*;
 
 use chrono::{DateTime, Utc};

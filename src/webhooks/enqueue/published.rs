@@ -5,6 +5,7 @@
 use std::io;
 
 use arctyk_domain::{Asset, AssetEvent, Project, ProjectEvent, Ticket, TicketEvent};
+use arctyk_projections::catalog_projection::decode_catalog_event;
 use arctyk_projections::ticket_document::TicketDocument;
 use arctyk_projections::ticket_projection::decode_ticket_event;
 use arctyk_projections::{AssetDocument, ProjectDocument};
@@ -73,18 +74,10 @@ pub(super) fn other(error: impl std::fmt::Display) -> ProcessorError {
 
 impl PublishedEvent {
     pub fn decode(stored: &StoredEvent) -> Result<Self, ProcessorError> {
-        let malformed = |error: serde_json::Error| ProcessorError::Malformed {
-            position: stored.position,
-            message: error.to_string(),
-        };
         match stored.aggregate_type.as_str() {
             Ticket::TYPE => decode_ticket_event(stored).map(Self::Ticket),
-            Project::TYPE => serde_json::from_value(stored.payload.clone())
-                .map(Self::Project)
-                .map_err(malformed),
-            Asset::TYPE => serde_json::from_value(stored.payload.clone())
-                .map(Self::Asset)
-                .map_err(malformed),
+            Project::TYPE => decode_catalog_event(stored).map(Self::Project),
+            Asset::TYPE => decode_catalog_event(stored).map(Self::Asset),
             kind => Err(other(format!("{kind} events are not published"))),
         }
     }

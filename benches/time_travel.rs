@@ -1,0 +1,224 @@
+//! Time-travel benchmark: the real `arctyk` binary (release build) answering
+//! `GET /api/tickets/{id}/?as_of=` on a ticket with 1,000 events, each read replaying
+//! the ticket's events from the log through the domain's `apply`.
+//!
+//! Run with `cargo bench --bench time_travel`. It writes one ticket and 999 changes to
+//! it, then reads it `ARCTYK_BENCH_READS` times (default 1,000) as of a moment after the
+//! last change (the whole history replayed) and as many times at random versions, and
+//! prints p50, p99 and max of each. Target: as_of p99 ≤ 20 ms.
+//!
+//! `ARCTYK_BENCH_DATABASE_URL` sets the PostgreSQL server (default the local one).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+/// Events on the ticket the reads replay.
+const EVENTS: usize = 1_000;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn psql(server_url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &format!("{server_url}/postgres"),
+        ])
+        .args(["-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+struct Api {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
+        assert!(
+            response.status().is_success(),
+            "{method} {path} answered {}",
+            response.status()
+        );
+        response.json().await.unwrap_or(Value::Null)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Times `reads` GETs of the paths `path_for` names, in milliseconds, sorted.
+async fn time_reads(api: &Api, reads: usize, path_for: impl Fn(usize) -> String) -> Vec<f64> {
+    let mut millis = Vec::with_capacity(reads);
+    for n in 0..reads {
+        let path = path_for(n);
+        let started = Instant::now();
+        let ticket = api.send(reqwest::Method::GET, &path, None).await;
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(ticket["version"].as_u64().is_some(), "{path}: {ticket}");
+    }
+    millis.sort_by(f64::total_cmp);
+    millis
+}
+
+fn report(label: &str, millis: &[f64], target: &str) {
+    println!(
+        "{label:<28} {} reads: p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms   {target}",
+        millis.len(),
+        percentile(millis, 50.0),
+        percentile(millis, 99.0),
+        millis.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let reads: usize = std::env::var("ARCTYK_BENCH_READS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000);
+    let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let database = "arctyk_bench_time_travel";
+    psql(
+        &server_url,
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    );
+    let database_url = format!("{server_url}/{database}");
+    let binary = env!("CARGO_BIN_EXE_arctyk");
+
+    let token = Command::new(binary)
+        .args(["token", "create", "--email", "bench@example.com"])
+        .args(["--role", "admin"])
+        .env("DATABASE_URL", &database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("token create runs");
+    assert!(token.status.success(), "token create failed");
+    let token = String::from_utf8(token.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let port = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        socket.local_addr().expect("address").port()
+    };
+    let _server = Server(
+        Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", &database_url)
+            .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("ARCTYK_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .spawn()
+            .expect("server starts"),
+    );
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        token,
+        client: reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .expect("client"),
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if api
+            .client
+            .get(format!("{}/api/health", api.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server answers");
+
+    let loaded = Instant::now();
+    let ticket = api
+        .send(
+            reqwest::Method::POST,
+            "/api/tickets/",
+            Some(&json!({"title": "Time travel", "description": "Change 0"})),
+        )
+        .await;
+    let id = ticket["id"].as_i64().expect("ticket id");
+    for change in 1..EVENTS {
+        let body = if change % 2 == 0 {
+            json!({"title": format!("Time travel {change}")})
+        } else {
+            json!({"description": format!("Change {change}")})
+        };
+        api.send(
+            reqwest::Method::PATCH,
+            &format!("/api/tickets/{id}/"),
+            Some(&body),
+        )
+        .await;
+    }
+    println!(
+        "loaded                       {EVENTS} events on ticket {id} in {:.1} s",
+        loaded.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let as_of = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let newest = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/tickets/{id}/?as_of={}", as_of.replace('+', "%2B")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        newest["version"], EVENTS as u64,
+        "as_of replays every event"
+    );
+
+    let whole = time_reads(&api, reads, |_| {
+        format!("/api/tickets/{id}/?as_of={}", as_of.replace('+', "%2B"))
+    })
+    .await;
+    report("as_of (1,000 events)", &whole, "target p99 <= 20 ms");
+    // A fixed stride through the versions, so runs compare.
+    let versions = time_reads(&api, reads, |n| {
+        format!("/api/tickets/{id}/?version={}", 1 + (n * 389) % EVENTS)
+    })
+    .await;
+    report("version (1..1,000)", &versions, "");
+}
