@@ -82,6 +82,42 @@ fn assert_adaptive_card_1_4(card: &Value) {
     }
 }
 
+/// Parses and validates `card` with Microsoft's Adaptive Cards SDK (the npm package
+/// `adaptivecards`, installed in `tests/support/adaptive_card/` by `.ci/run`) as a host
+/// supporting version 1.4 would: no unknown elements or actions, no missing or invalid
+/// properties.
+fn assert_the_sdk_accepts(card: &Value) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let support = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/adaptive_card");
+    assert!(
+        std::path::Path::new(support)
+            .join("node_modules/adaptivecards")
+            .exists(),
+        "the Adaptive Cards SDK is missing: run `npm ci --prefix tests/support/adaptive_card`"
+    );
+    let mut node = Command::new("node")
+        .arg(format!("{support}/check.js"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js is needed for this test)");
+    node.stdin
+        .take()
+        .expect("stdin")
+        .write_all(card.to_string().as_bytes())
+        .expect("card written");
+    let output = node.wait_with_output().expect("node finishes");
+    assert!(output.status.success(), "check.js failed");
+    let verdict: Value = serde_json::from_slice(&output.stdout).expect("a JSON verdict");
+    assert_eq!(verdict["version"], "1.4", "{verdict}");
+    assert_eq!(
+        verdict["errors"],
+        json!([]),
+        "the SDK's findings: {verdict}"
+    );
+}
+
 #[tokio::test]
 async fn slack_gets_block_kit_messages_for_the_events_and_projects_it_chose() {
     let receiver = ChatReceiver::start(|_, _| (200, None, "ok")).await;
@@ -243,6 +279,7 @@ async fn teams_gets_an_adaptive_card_1_4_message_and_202_is_success() {
     );
     let card = &attachments[0]["content"];
     assert_adaptive_card_1_4(card);
+    assert_the_sdk_accepts(card);
     assert_eq!(card["body"][0]["text"], format!("#{n} VPN down"));
     assert_eq!(
         card["actions"][0]["url"],
