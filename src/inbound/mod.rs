@@ -14,7 +14,7 @@ pub mod text;
 use std::sync::Arc;
 
 use arctyk_domain::ticket::{NewTicketFields, TEXT_MAX, TITLE_MAX};
-use arctyk_domain::{Actor, Status, TicketCommand};
+use arctyk_domain::{Actor, Status, TicketCommand, TicketError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -337,7 +337,9 @@ impl InboundService {
         if body.trim().is_empty() {
             body = "(empty message)".to_owned();
         }
-        let comment_id = Uuid::new_v4();
+        // Derived from the Message-ID: a retried message adds the same comment, which the
+        // ticket takes once.
+        let comment_id = comment_id_for(&mail.message_id);
         let command = TicketCommand::AddComment {
             comment_id,
             body: truncate_bytes(&body, TEXT_MAX),
@@ -376,7 +378,10 @@ impl InboundService {
         let description = truncate_bytes(&mail.body, TEXT_MAX);
         let fields = NewTicketFields::validate(&title, &description, &[], &[], project_id)
             .map_err(|error| IngestError::Internal(error.to_string()))?;
-        let number = self.tickets.next_number().await?;
+        // A retry of this message (after a failure or a crash) finishes the ticket an
+        // earlier attempt reserved, or created, rather than opening a second one.
+        let fresh = self.tickets.next_number().await?;
+        let number = self.store.reserve_ticket_number(id, fresh).await?;
         let command = TicketCommand::Create {
             number,
             title: fields.title,
@@ -394,9 +399,18 @@ impl InboundService {
             },
             at: self.tickets.clock().now(),
         };
-        self.tickets
+        match self
+            .tickets
             .execute_with_metadata(number, command, self.context(id, user))
-            .await?;
+            .await
+        {
+            Err(ServiceError::Refused(TicketError::AlreadyExists)) => {
+                tracing::info!(number, "the ticket of a retried message exists already");
+            }
+            other => {
+                other?;
+            }
+        }
         let reason = self.store_attachments(id, mail, number, None).await?;
         Ok(Recorded {
             outcome: "ticket_created".to_owned(),
@@ -414,6 +428,7 @@ impl InboundService {
         number: i64,
         comment_id: Option<Uuid>,
     ) -> Result<Option<String>, IngestError> {
+        self.store.drop_attachments(id).await?;
         let mut left_out = Vec::new();
         let mut kept = 0;
         for attachment in &mail.attachments {
@@ -447,6 +462,14 @@ impl InboundService {
                 .then(|| format!("attachments left out: {}", left_out.join(", "))),
         )
     }
+}
+
+/// The id of the comment a reply becomes: the same for every attempt at one message.
+fn comment_id_for(message_id: &str) -> Uuid {
+    let digest = Sha256::digest(format!("arctyk inbound comment {message_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 /// The ticket number of a `[#123]` in the subject, as our notifications' subjects carry.

@@ -136,8 +136,36 @@ impl InboundStore {
     /// Forgets a claimed message whose processing failed, so that the sender's retry is
     /// processed afresh.
     pub async fn release(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM inbound_messages WHERE id = $1 AND outcome = 'received'")
-            .bind(id)
+        // The row stays, with the ticket number it may have reserved, so that the retry
+        // finishes this message's ticket instead of opening another; it is claimable at
+        // once.
+        sqlx::query(
+            "UPDATE inbound_messages SET received_at = '-infinity'
+              WHERE id = $1 AND outcome = 'received'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The ticket number of the ticket this message creates: `fresh` the first time,
+    /// the number reserved by an earlier attempt after a failure or a crash.
+    pub async fn reserve_ticket_number(&self, id: i64, fresh: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE inbound_messages SET ticket_number = coalesce(ticket_number, $2)
+              WHERE id = $1 RETURNING ticket_number",
+        )
+        .bind(id)
+        .bind(fresh)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Forgets the attachments an earlier, failed attempt stored for this message.
+    pub async fn drop_attachments(&self, inbound_message_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM inbound_attachments WHERE inbound_message_id = $1")
+            .bind(inbound_message_id)
             .execute(&self.pool)
             .await?;
         Ok(())

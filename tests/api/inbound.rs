@@ -537,3 +537,55 @@ async fn attachments_over_the_limits_are_left_out_and_named() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["filename"], "report.pdf");
 }
+
+/// Puts a message back as an attempt that died mid-way left it: still `received`, and
+/// long enough ago for the sender's retry to take it over.
+async fn as_if_crashed(app: &TestApp, message_id: &str) {
+    sqlx::query(
+        "UPDATE inbound_messages
+            SET outcome = 'received', received_at = now() - interval '10 minutes'
+          WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .execute(&app.pool)
+    .await
+    .expect("message reset");
+}
+
+#[tokio::test]
+async fn a_message_retried_after_a_crash_finishes_its_ticket_and_comment_once() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let created = ingest(&app, &admin, "plain.eml").await;
+    assert_eq!(created["outcome"], "ticket_created");
+    let number = created["ticket_id"].as_i64().unwrap();
+
+    // The process died after the ticket was created, before the message was marked
+    // done; the MTA delivers the message again.
+    as_if_crashed(&app, "plain-1@mail.example.org").await;
+    let retried = ingest(&app, &admin, "plain.eml").await;
+    assert_eq!(retried["outcome"], "ticket_created");
+    assert_eq!(
+        retried["ticket_id"], number,
+        "the same ticket, not a new one"
+    );
+    assert_eq!(ticket_count(&app, &admin).await, 1);
+
+    // Likewise for a reply: the comment is added once.
+    let reply = format!(
+        "From: Alice Example <alice@example.org>\r\nTo: support@arctyk.test\r\n\
+         Subject: Re: VPN drops every ten minutes [#{number}]\r\n\
+         Message-ID: <retried-reply@mail.example.org>\r\n\
+         In-Reply-To: <plain-1@mail.example.org>\r\n\r\nStill dropping.\r\n"
+    );
+    let (status, body) = post_mail(&app, &admin, reply.clone().into_bytes(), "").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["outcome"], "commented");
+    as_if_crashed(&app, "retried-reply@mail.example.org").await;
+    let (_, again) = post_mail(&app, &admin, reply.into_bytes(), "").await;
+    assert_eq!(again["outcome"], "commented");
+    assert_eq!(again["comment_id"], body["comment_id"]);
+    let comments = comments(&app, &admin, number).await;
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(comments[0]["body"], "Still dropping.");
+}
