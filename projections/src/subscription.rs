@@ -215,9 +215,17 @@ impl Progress {
     }
 }
 
-/// The first wait before reading again events held back by a running transaction; it
-/// doubles up to the poll interval while they stay held back.
-const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
+/// The wait before reading again events held back by a running transaction. Such
+/// transactions are mostly short (other writers and subscribers), so the first
+/// `HELD_BACK_QUICK_TRIES` looks come at this pace; then the wait doubles up to the poll
+/// interval while the events stay held back (a long transaction).
+const HELD_BACK_WAIT: Duration = Duration::from_millis(1);
+const HELD_BACK_QUICK_TRIES: u32 = 20;
+
+fn held_back_wait(tries: u32, poll_interval: Duration) -> Duration {
+    let doublings = tries.saturating_sub(HELD_BACK_QUICK_TRIES).min(16);
+    (HELD_BACK_WAIT * 2u32.pow(doublings)).min(poll_interval)
+}
 
 /// Runs one processor over the log.
 pub struct Subscription<P: Processor> {
@@ -307,7 +315,7 @@ impl<P: Processor> Subscription<P> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.processor.name();
         let mut failures: u32 = 0;
-        let mut held_back = HELD_BACK_FIRST_WAIT;
+        let mut held_back_tries: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -329,19 +337,18 @@ impl<P: Processor> Subscription<P> {
                 }
             };
             if !idle {
-                held_back = HELD_BACK_FIRST_WAIT;
+                held_back_tries = 0;
                 continue;
             }
             // Events that a running transaction may still precede are not read yet; no
             // notification announces when that transaction ends, so look again soon.
             let wait = match self.held_back().await {
                 Ok(true) => {
-                    let wait = held_back;
-                    held_back = (held_back * 2).min(self.poll_interval);
-                    wait
+                    held_back_tries += 1;
+                    held_back_wait(held_back_tries, self.poll_interval)
                 }
                 _ => {
-                    held_back = HELD_BACK_FIRST_WAIT;
+                    held_back_tries = 0;
                     self.poll_interval
                 }
             };
@@ -461,5 +468,27 @@ impl LogNotifier {
                 tracing::warn!(%error, "cannot notify other processes; they will poll");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_back_events_are_looked_at_quickly_then_less_and_less_often() {
+        let poll = Duration::from_millis(500);
+        for tries in 1..=HELD_BACK_QUICK_TRIES {
+            assert_eq!(held_back_wait(tries, poll), HELD_BACK_WAIT);
+        }
+        assert_eq!(
+            held_back_wait(HELD_BACK_QUICK_TRIES + 1, poll),
+            HELD_BACK_WAIT * 2
+        );
+        assert_eq!(
+            held_back_wait(HELD_BACK_QUICK_TRIES + 3, poll),
+            HELD_BACK_WAIT * 8
+        );
+        assert_eq!(held_back_wait(HELD_BACK_QUICK_TRIES + 40, poll), poll);
     }
 }
