@@ -1,5 +1,5 @@
 //! Command-line interface: `serve` (the default), `migrate`, `token create`, `events export`,
-//! `audit verify`, `projections rebuild`.
+//! `events import`, `audit verify`, `projections rebuild`.
 
 use arctyk_domain::Role;
 use arctyk_projections::rebuild::{log_length, rebuild};
@@ -118,6 +118,13 @@ pub enum EventsCommand {
         #[arg(long)]
         until: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Restore an export into an empty log (a fresh, migrated database), checking every
+    /// event's hash as it goes, then rebuild the read models.
+    Import {
+        /// The NDJSON export; `-` reads stdin.
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,31 +203,51 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             crate::audit::verify::run(pool, from_export.as_deref()).await?;
         }
+        Command::Events(EventsCommand::Import { file }) => {
+            let pool = db::connect(&config).await?;
+            db::migrate_if_pending(&pool).await?;
+            let started = std::time::Instant::now();
+            let imported = crate::event_import::import(&pool, &file).await?;
+            let took = started.elapsed().as_secs_f64();
+            eprintln!(
+                "imported {imported} events in {took:.1}s ({:.0} events/s), every hash as exported",
+                imported as f64 / took.max(1e-6)
+            );
+            rebuild_read_models(&pool).await?;
+            crate::event_import::restore_reservations(&pool).await?;
+        }
         Command::Projections(ProjectionsCommand::Rebuild) => {
             let pool = db::connect(&config).await?;
             db::migrate_if_pending(&pool).await?;
-            let events = log_length(&pool).await?;
-            let mut progress = RebuildProgress::new("tickets", events);
-            let total = rebuild(&pool, &TicketProjection, ticket_projection::TABLES, |n| {
-                progress.update(n)
-            })
-            .await?;
-            let (took, rate) = progress.finish(total);
-            eprintln!(
-                "rebuilt read models from {total} events in {:.1}s ({rate:.0} events/s)",
-                took.as_secs_f64()
-            );
-            let mut progress = RebuildProgress::new("projects and assets", events);
-            let total = rebuild(&pool, &CatalogProjection, catalog_projection::TABLES, |n| {
-                progress.update(n)
-            })
-            .await?;
-            let (took, rate) = progress.finish(total);
-            eprintln!(
-                "rebuilt project and asset read models from {total} events in {:.1}s ({rate:.0} events/s)",
-                took.as_secs_f64()
-            );
+            rebuild_read_models(&pool).await?;
         }
     }
+    Ok(())
+}
+
+/// Empties the read models and replays the whole log into them, reporting progress and
+/// rate on stderr: `projections rebuild`, and the end of `events import`.
+async fn rebuild_read_models(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    let events = log_length(pool).await?;
+    let mut progress = RebuildProgress::new("tickets", events);
+    let total = rebuild(pool, &TicketProjection, ticket_projection::TABLES, |n| {
+        progress.update(n)
+    })
+    .await?;
+    let (took, rate) = progress.finish(total);
+    eprintln!(
+        "rebuilt read models from {total} events in {:.1}s ({rate:.0} events/s)",
+        took.as_secs_f64()
+    );
+    let mut progress = RebuildProgress::new("projects and assets", events);
+    let total = rebuild(pool, &CatalogProjection, catalog_projection::TABLES, |n| {
+        progress.update(n)
+    })
+    .await?;
+    let (took, rate) = progress.finish(total);
+    eprintln!(
+        "rebuilt project and asset read models from {total} events in {:.1}s ({rate:.0} events/s)",
+        took.as_secs_f64()
+    );
     Ok(())
 }

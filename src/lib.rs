@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod event_export;
+pub mod event_import;
 pub mod http;
 pub mod inbound;
 pub mod notifications;

@@ -1,5 +1,5 @@
 //! The `arctyk` command: `serve` (the default), `migrate`, `token create`,
-//! `projections rebuild`.
+//! `events export`, `events import`, `audit verify`, `projections rebuild`.
 
 use clap::Parser;
 

@@ -10,6 +10,7 @@ mod errors;
 mod event_evolution;
 mod event_log;
 mod events_feed;
+mod events_import;
 mod helpers;
 mod inbound;
 mod links;
