@@ -25,5 +25,6 @@ mod sla;
 mod tickets;
 mod time_travel;
 mod webhook_delivery;
+mod webhook_queues;
 mod webhooks;
 mod workflow;
