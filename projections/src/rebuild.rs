@@ -13,7 +13,9 @@ pub async fn rebuild<P: Processor>(
     tables: &[&str],
     mut on_batch: impl FnMut(usize),
 ) -> Result<usize, ProcessorError> {
-    const BATCH: i64 = 1_000;
+    // Large batches: a ticket touched by many events of one batch is written once, and
+    // inside the one long transaction every rewrite of a row leaves a version behind.
+    const BATCH: i64 = 10_000;
     let mut tx = pool.begin().await?;
     checkpoints::lock(&mut tx, processor.name()).await?;
     for table in tables {
