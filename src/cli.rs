@@ -192,19 +192,19 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Events(EventsCommand::Export { after, until }) => {
-            let pool = db::connect(&config).await?;
+            let pool = db::connect_log_reader(&config).await?;
             let written = crate::event_export::export(pool, after, until).await?;
             eprintln!("exported {written} events");
         }
         Command::Audit(AuditCommand::Verify { from_export }) => {
             let pool = match from_export {
                 Some(_) => None,
-                None => Some(db::connect(&config).await?),
+                None => Some(db::connect_log_reader(&config).await?),
             };
             crate::audit::verify::run(pool, from_export.as_deref()).await?;
         }
         Command::Events(EventsCommand::Import { file }) => {
-            let pool = db::connect(&config).await?;
+            let pool = db::connect_log_reader(&config).await?;
             db::migrate_if_pending(&pool).await?;
             let started = std::time::Instant::now();
             let imported = crate::event_import::import(&pool, &file).await?;
@@ -217,7 +217,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             crate::event_import::restore_reservations(&pool).await?;
         }
         Command::Projections(ProjectionsCommand::Rebuild) => {
-            let pool = db::connect(&config).await?;
+            let pool = db::connect_log_reader(&config).await?;
             db::migrate_if_pending(&pool).await?;
             rebuild_read_models(&pool).await?;
         }

@@ -28,25 +28,43 @@ pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
 }
 
 /// A small pool for the webhook delivery worker, with planner settings that keep its
-/// claim on the plan it is written for (see below). Commits stay synchronous: a lease or
-/// an answer lost to a database crash could otherwise see an event sent again after its
-/// successor.
+/// claim on the plan it is written for (see [`in_index_order`]). Commits stay
+/// synchronous: a lease or an answer lost to a database crash could otherwise see an
+/// event sent again after its successor.
 pub async fn connect_delivery(config: &Config) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.database_url.parse()?;
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.options([
-            // The claim must walk pending deliveries in id order and stop at its limit;
-            // with a fast-growing backlog the statistics lag and the planner would rather
-            // fetch and sort them all.
-            ("enable_bitmapscan", "off"),
-            ("enable_sort", "off"),
-            // Short statements only; and the sort penalty above would otherwise make
-            // them look costly enough to compile.
-            ("jit", "off"),
-        ]))
+        .connect_with(in_index_order(options))
         .await
+}
+
+/// A pool for the commands that walk the whole log page by page (`audit verify`,
+/// `events export`, `events import`, `projections rebuild`), with the planner settings
+/// of [`in_index_order`].
+pub async fn connect_log_reader(config: &Config) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.database_url.parse()?;
+    PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(in_index_order(options))
+        .await
+}
+
+/// Planner settings for connections whose queries walk an index in order and stop at a
+/// limit (the log after a cursor, pending deliveries in id order). Where a table grew
+/// fast, its statistics lag, and the planner would rather fetch every row after the
+/// cursor and sort them all — for every page (measured: 160 ms a page of 10,000 events
+/// instead of 14 ms on a 100,000-event log just written).
+fn in_index_order(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([
+        ("enable_bitmapscan", "off"),
+        ("enable_sort", "off"),
+        // The sort penalty above would otherwise make short statements look costly
+        // enough to compile.
+        ("jit", "off"),
+    ])
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -197,13 +197,7 @@ impl ChainChecker {
 
 /// The bytes of a hex string, or `None` when it is not hex.
 pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(text).ok()
 }
 
 /// The running hash over the global log that checkpoints record: SHA-256 of the previous

@@ -89,13 +89,7 @@ impl FeedEvent {
 
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    hex::encode(bytes)
 }
 
 /// The columns a [`FeedEvent`] is read from: `payload` and `metadata` as their stored
@@ -150,7 +144,7 @@ impl EventFeed {
             "SELECT {FEED_COLUMNS} FROM events
               WHERE (transaction_id, position) > ($1::text::xid8, $2)
                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY transaction_id, position
+              ORDER BY events.transaction_id, events.position
               LIMIT $3"
         ))
         .bind(after.transaction_id.to_string())
@@ -181,26 +175,41 @@ impl EventFeed {
 
     /// Every event after `after` that is readable now, `chunk` at a time, so that memory
     /// stays bounded whatever the size of the log. Ends once it has caught up.
+    ///
+    /// The next chunk is read while the caller handles the current one (a task reads
+    /// ahead, one chunk at most), so the database's work and the caller's overlap.
     pub fn chunks(
         &self,
         after: LogPosition,
         chunk: i64,
     ) -> impl Stream<Item = Result<Vec<FeedEvent>, sqlx::Error>> + Send + 'static {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
         let feed = self.clone();
-        futures::stream::try_unfold(Some(after), move |cursor| {
-            let feed = feed.clone();
-            async move {
-                let Some(cursor) = cursor else {
-                    return Ok(None);
+        tokio::spawn(async move {
+            let mut cursor = after;
+            loop {
+                let page = feed.page(cursor, chunk).await;
+                let next = match &page {
+                    // A short chunk means the reader has caught up.
+                    Ok(events) if events.len() as i64 == chunk => {
+                        events.last().map(FeedEvent::log_position)
+                    }
+                    _ => None,
                 };
-                let events = feed.page(cursor, chunk).await?;
-                let Some(last) = events.last() else {
-                    return Ok(None);
-                };
-                // A short chunk means the reader has caught up.
-                let next = (events.len() as i64 == chunk).then(|| last.log_position());
-                Ok(Some((events, next)))
+                let empty = page.as_ref().is_ok_and(Vec::is_empty);
+                // A receiver that went away (the caller stopped reading) ends the task.
+                if empty || sender.send(page).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(position) => cursor = position,
+                    None => return,
+                }
             }
+        });
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            let item = receiver.recv().await?;
+            Some((item, receiver))
         })
     }
 
