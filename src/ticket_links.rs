@@ -15,7 +15,7 @@ use arctyk_domain::{
     Actor, LinkKind, Role, Status, Ticket, TicketCommand, TicketError, TicketEvent,
 };
 use arctyk_projections::ticket_projection::decode_ticket_event;
-use arctyk_projections::{Processor, ProcessorError, StoredEvent};
+use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent};
 use cqrs_es::Aggregate;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -255,8 +255,13 @@ impl Processor for LinkMirror {
         &self,
         _conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
-        for stored in events.iter().filter(|e| e.aggregate_type == Ticket::TYPE) {
+    ) -> Result<Outcome, ProcessorError> {
+        let mut outcome = Outcome::Ignored;
+        let links = events.iter().filter(|e| {
+            e.aggregate_type == Ticket::TYPE
+                && matches!(e.event_type.as_str(), "TicketLinked" | "TicketUnlinked")
+        });
+        for stored in links {
             let (kind, other) = match decode_ticket_event(stored)? {
                 TicketEvent::TicketLinked {
                     kind,
@@ -275,6 +280,9 @@ impl Processor for LinkMirror {
             let Ok(origin) = stored.aggregate_id.parse::<i64>() else {
                 continue;
             };
+            // The reconciliation commits on its own; the checkpoint is stored promptly
+            // so that a restart does not redo it (though redoing it would be harmless).
+            outcome = Outcome::Applied;
             match self.reconcile(stored, origin, kind, other).await {
                 Ok(()) => {}
                 // The other ticket refuses (e.g. it is full): retrying cannot help.
@@ -284,6 +292,6 @@ impl Processor for LinkMirror {
                 Err(error) => return Err(ProcessorError::Other(error.to_string())),
             }
         }
-        Ok(())
+        Ok(outcome)
     }
 }

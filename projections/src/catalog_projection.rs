@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
 
-use crate::subscription::{Processor, ProcessorError, StoredEvent};
+use crate::subscription::{Outcome, Processor, ProcessorError, StoredEvent};
 
 /// Read-model tables this projection owns, emptied by a rebuild. The key and tag
 /// reservations belong to the write side and are not among them.
@@ -159,9 +159,16 @@ impl Processor for CatalogProjection {
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
-        project_kind::<Project>(conn, events).await?;
-        project_kind::<Asset>(conn, events).await
+    ) -> Result<Outcome, ProcessorError> {
+        let projects = project_kind::<Project>(conn, events).await?;
+        let assets = project_kind::<Asset>(conn, events).await?;
+        Ok(
+            if projects == Outcome::Applied || assets == Outcome::Applied {
+                Outcome::Applied
+            } else {
+                Outcome::Ignored
+            },
+        )
     }
 }
 
@@ -182,14 +189,14 @@ pub fn decode_catalog_event<E: DeserializeOwned>(
 async fn project_kind<A: Catalogued>(
     conn: &mut PgConnection,
     events: &[StoredEvent],
-) -> Result<(), ProcessorError> {
+) -> Result<Outcome, ProcessorError> {
     let events: Vec<(&StoredEvent, i64, A::Event)> = events
         .iter()
         .filter(|e| e.aggregate_type == A::TYPE)
         .map(|e| Ok((e, aggregate_number(e)?, decode_catalog_event(e)?)))
         .collect::<Result<_, ProcessorError>>()?;
     if events.is_empty() {
-        return Ok(());
+        return Ok(Outcome::Ignored);
     }
     let mut ids: Vec<i64> = events.iter().map(|(_, id, _)| *id).collect();
     ids.sort_unstable();
@@ -269,5 +276,5 @@ async fn project_kind<A: Catalogued>(
     .bind(encode(&rows)?)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(Outcome::Applied)
 }

@@ -12,7 +12,7 @@ pub mod ticket_reads;
 pub use catalog_projection::CatalogProjection;
 pub use catalog_reads::{AssetDocument, AssetFilter, CatalogReads, ProjectDocument, ProjectFilter};
 pub use subscription::{
-    LogPosition, Processor, ProcessorError, Progress, StoredEvent, Subscription,
+    LogPosition, Outcome, Processor, ProcessorError, Progress, StoredEvent, Subscription,
 };
 pub use ticket_document::{SlaDeadline, SlaDocument, TicketDocument};
 pub use ticket_projection::TicketProjection;

@@ -12,6 +12,7 @@
 //! position was read.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,18 +88,32 @@ pub enum ProcessorError {
     Other(String),
 }
 
+/// What a processor did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It wrote (to the database or elsewhere): the checkpoint moves past the batch in
+    /// the same transaction.
+    Applied,
+    /// It wrote nothing, and would write nothing if it read the batch again. The
+    /// subscription then moves past the batch in memory and stores the checkpoint only
+    /// now and then (see [`DEFERRED_EVENTS`]), so that a processor that ignores most of
+    /// the log does not run a writing transaction for every append. A running writing
+    /// transaction holds back every later commit from every reader of the log.
+    Ignored,
+}
+
 /// What a subscriber does with the events of the log.
 pub trait Processor: Send + Sync + 'static {
     /// The name of the durable checkpoint; unique per processor.
     fn name(&self) -> &'static str;
 
     /// Handle one batch, in log order, inside the transaction that will also move the
-    /// checkpoint past it.
+    /// checkpoint past it. [`Outcome::Ignored`] is a promise that nothing was written.
     fn process(
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> impl Future<Output = Result<(), ProcessorError>> + Send;
+    ) -> impl Future<Output = Result<Outcome, ProcessorError>> + Send;
 }
 
 const SELECT_AFTER: &str = "
@@ -107,7 +122,7 @@ SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
   FROM events
  WHERE (transaction_id, position) > ($1::text::xid8, $2)
    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY transaction_id, position
+ ORDER BY events.transaction_id, events.position
  LIMIT $3";
 
 /// Reads up to `limit` events after `after`, in global order, that no running
@@ -235,7 +250,13 @@ pub struct Subscription<P: Processor> {
     poll_interval: Duration,
     wake: Arc<Notify>,
     progress: watch::Sender<LogPosition>,
+    /// Events ignored since the checkpoint was last stored.
+    deferred: AtomicUsize,
 }
+
+/// A subscription that ignores batches stores its checkpoint anyway once this many
+/// events went by unstored, so that a restart re-reads at most this many.
+pub const DEFERRED_EVENTS: usize = 10_000;
 
 impl<P: Processor> Subscription<P> {
     pub fn new(pool: PgPool, processor: P) -> Self {
@@ -247,6 +268,7 @@ impl<P: Processor> Subscription<P> {
             poll_interval: Duration::from_millis(500),
             wake: Arc::new(Notify::new()),
             progress,
+            deferred: AtomicUsize::new(0),
         }
     }
 
@@ -272,17 +294,34 @@ impl<P: Processor> Subscription<P> {
 
     /// Processes one batch in one transaction; returns how many events it handled.
     pub async fn run_batch(&self) -> Result<usize, ProcessorError> {
+        let name = self.processor.name();
         let mut tx = self.pool.begin().await?;
-        let (at, count) = process_batch(&mut tx, &self.processor, self.batch_size).await?;
+        // This process may have moved past ignored batches without storing it.
+        let floor = self.progress.borrow().to_owned();
+        let batch = read_and_process(&mut tx, &self.processor, self.batch_size, floor).await?;
+        let stored = batch.count > 0
+            && (batch.outcome == Outcome::Applied || self.deferred_due(batch.count));
+        if stored {
+            checkpoints::store(&mut tx, name, batch.at).await?;
+        }
         tx.commit().await?;
+        if stored {
+            self.deferred.store(0, Ordering::Relaxed);
+        }
         self.progress.send_if_modified(|current| {
-            let moved = at > *current;
+            let moved = batch.at > *current;
             if moved {
-                *current = at;
+                *current = batch.at;
             }
             moved
         });
-        Ok(count)
+        Ok(batch.count)
+    }
+
+    /// Counts `events` ignored without storing the checkpoint; true when it is time to
+    /// store it after all.
+    fn deferred_due(&self, events: usize) -> bool {
+        self.deferred.fetch_add(events, Ordering::Relaxed) + events >= DEFERRED_EVENTS
     }
 
     /// Processes batches until the log is drained (up to the oldest running transaction).
@@ -368,16 +407,46 @@ pub async fn process_batch<P: Processor>(
     processor: &P,
     batch_size: i64,
 ) -> Result<(LogPosition, usize), ProcessorError> {
+    let batch = read_and_process(conn, processor, batch_size, LogPosition::default()).await?;
+    if batch.count > 0 {
+        checkpoints::store(conn, processor.name(), batch.at).await?;
+    }
+    Ok((batch.at, batch.count))
+}
+
+/// A batch read and processed, its checkpoint not stored yet.
+struct Batch {
+    /// The last event's place, or where the reader started when there was none.
+    at: LogPosition,
+    count: usize,
+    outcome: Outcome,
+}
+
+/// Locks the subscriber, reads after its stored checkpoint (or after `floor`, when that
+/// is later) and processes what it read.
+async fn read_and_process<P: Processor>(
+    conn: &mut PgConnection,
+    processor: &P,
+    batch_size: i64,
+    floor: LogPosition,
+) -> Result<Batch, ProcessorError> {
     let name = processor.name();
     checkpoints::lock(conn, name).await?;
-    let from = checkpoints::load(conn, name).await?;
+    let from = checkpoints::load(conn, name).await?.max(floor);
     let events = read_after(conn, from, batch_size).await?;
     let Some(last) = events.last().map(StoredEvent::log_position) else {
-        return Ok((from, 0));
+        return Ok(Batch {
+            at: from,
+            count: 0,
+            outcome: Outcome::Ignored,
+        });
     };
-    processor.process(conn, &events).await?;
-    checkpoints::store(conn, name, last).await?;
-    Ok((last, events.len()))
+    let outcome = processor.process(conn, &events).await?;
+    Ok(Batch {
+        at: last,
+        count: events.len(),
+        outcome,
+    })
 }
 
 /// Wakes subscriptions when another process appended to the log, reconnecting on

@@ -15,7 +15,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::subscription::{Processor, ProcessorError, StoredEvent};
+use crate::subscription::{Outcome, Processor, ProcessorError, StoredEvent};
 use crate::ticket_document::TicketDocument;
 
 /// Read-model tables this projection owns, emptied by a rebuild.
@@ -104,14 +104,14 @@ impl Processor for TicketProjection {
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<Outcome, ProcessorError> {
         let events: Vec<(&StoredEvent, TicketEvent)> = events
             .iter()
             .filter(|e| e.aggregate_type == Ticket::TYPE)
             .map(|e| decode_ticket_event(e).map(|event| (e, event)))
             .collect::<Result<_, _>>()?;
         if events.is_empty() {
-            return Ok(());
+            return Ok(Outcome::Ignored);
         }
         let mut tickets = load_states(conn, &events).await?;
         let mut history = Vec::with_capacity(events.len());
@@ -207,7 +207,8 @@ impl Processor for TicketProjection {
             .execute(&mut *conn)
             .await?;
         }
-        save_states(conn, &tickets).await
+        save_states(conn, &tickets).await?;
+        Ok(Outcome::Applied)
     }
 }
 

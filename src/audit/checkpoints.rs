@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use arctyk_projections::{Processor, ProcessorError, StoredEvent, Subscription};
+use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent, Subscription};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -36,9 +36,9 @@ impl Processor for AuditCheckpoints {
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<Outcome, ProcessorError> {
         let Some(last) = events.last() else {
-            return Ok(());
+            return Ok(Outcome::Ignored);
         };
         let positions: Vec<i64> = events.iter().map(|event| event.position).collect();
         let hashes = audit_checkpoints::event_hashes(conn, &positions).await?;
@@ -63,7 +63,7 @@ impl Processor for AuditCheckpoints {
             &running.finish(),
         )
         .await?;
-        Ok(())
+        Ok(Outcome::Applied)
     }
 }
 

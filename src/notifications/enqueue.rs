@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arctyk_domain::{Role, Ticket, TicketEvent};
 use arctyk_projections::ticket_projection::decode_ticket_event;
-use arctyk_projections::{Processor, ProcessorError, StoredEvent};
+use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
@@ -101,13 +101,13 @@ impl Processor for NotificationEnqueuer {
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<Outcome, ProcessorError> {
         let events: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| e.aggregate_type == Ticket::TYPE)
             .collect();
         if events.is_empty() {
-            return Ok(());
+            return Ok(Outcome::Ignored);
         }
         let channels: Vec<ChatTarget> = sqlx::query_as(
             "SELECT id, kind, events, project_id FROM chat_channels WHERE enabled ORDER BY id",
@@ -117,7 +117,7 @@ impl Processor for NotificationEnqueuer {
         // With nothing to send to, the ticket copies are not kept; they are rebuilt from
         // the log when email or a channel is set up.
         if !self.settings.email && channels.is_empty() {
-            return Ok(());
+            return Ok(Outcome::Ignored);
         }
         let mut tickets = ticket_states::load(conn, &events).await?;
         let mut planned = Vec::new();
@@ -167,7 +167,8 @@ impl Processor for NotificationEnqueuer {
             .execute(&mut *conn)
             .await?;
         }
-        ticket_states::save(conn, &tickets).await
+        ticket_states::save(conn, &tickets).await?;
+        Ok(Outcome::Applied)
     }
 }
 

@@ -15,7 +15,7 @@ mod published;
 
 use std::collections::HashMap;
 
-use arctyk_projections::{Processor, ProcessorError, StoredEvent};
+use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -137,22 +137,24 @@ impl Processor for WebhookEnqueuer {
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<Outcome, ProcessorError> {
         let events: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| PUBLISHED_TYPES.contains(&e.aggregate_type.as_str()))
             .collect();
         if events.is_empty() {
-            return Ok(());
+            return Ok(Outcome::Ignored);
         }
         let wanted: Vec<Wanted> =
             sqlx::query_as("SELECT id, events FROM webhook_subscriptions WHERE enabled")
                 .fetch_all(&mut *conn)
                 .await?;
         // Without subscribers the copies are not kept; they are rebuilt from the log
-        // when a subscriber appears.
+        // when a subscriber appears. The checkpoint still moves with the batch: a replay
+        // covers the log up to the stored checkpoint, and what the enqueuer passed must
+        // be covered.
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(Outcome::Applied);
         }
         let mut records = load_states(conn, &events).await?;
         let mut deliveries = Vec::new();
@@ -187,7 +189,8 @@ impl Processor for WebhookEnqueuer {
             }
         }
         insert_deliveries(conn, &deliveries).await?;
-        save_states(conn, &records).await
+        save_states(conn, &records).await?;
+        Ok(Outcome::Applied)
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use arctyk_projections::ticket_projection::TABLES;
-use arctyk_projections::{Processor, ProcessorError, StoredEvent, Subscription, TicketProjection};
+use arctyk_projections::{
+    Outcome, Processor, ProcessorError, StoredEvent, Subscription, TicketProjection,
+};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
@@ -236,7 +238,7 @@ impl Processor for CrashesAfterApplying {
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<Outcome, ProcessorError> {
         TicketProjection.process(conn, events).await?;
         Err(ProcessorError::Other("worker crashed mid-batch".to_owned()))
     }
@@ -512,4 +514,76 @@ async fn catch_up_to<P: arctyk_projections::Processor>(
         }
     }
     applied
+}
+
+/// Reads the log and writes nothing, as a processor does with events it does not handle.
+#[derive(Default)]
+struct IgnoresEverything {
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl IgnoresEverything {
+    const NAME: &'static str = "ignores_everything";
+
+    fn seen(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Processor for IgnoresEverything {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn process(
+        &self,
+        _conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<Outcome, ProcessorError> {
+        self.seen
+            .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(Outcome::Ignored)
+    }
+}
+
+async fn stored_position(pool: &PgPool, name: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT position FROM subscription_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .expect("checkpoint read")
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_subscriber_that_ignores_a_batch_moves_past_it_without_storing_its_checkpoint() {
+    let database_url = fresh_database_url();
+    let app = app_without_subscribers(&database_url).await;
+    let token = app.agent().await;
+    for title in ["Printer jams", "Wi-Fi drops", "Badge expired"] {
+        app.create_ticket(&token, json!({ "title": title })).await;
+    }
+
+    let subscription = Subscription::new(app.pool.clone(), IgnoresEverything::default());
+    assert_eq!(catch_up_to(&subscription, 3).await, 3);
+    assert_eq!(subscription.processor().seen(), 3);
+    assert_eq!(
+        stored_position(&app.pool, IgnoresEverything::NAME).await,
+        0,
+        "no writing transaction for ignored events"
+    );
+    // In this process it goes on from where it read, not from the stored checkpoint.
+    assert_eq!(subscription.catch_up().await.expect("idle"), 0);
+    assert_eq!(subscription.processor().seen(), 3);
+    assert_eq!(subscription.progress().current().position, 3);
+
+    // After a restart the ignored events are read again, and ignored again.
+    let restarted = Subscription::new(app.pool.clone(), IgnoresEverything::default());
+    assert_eq!(catch_up_to(&restarted, 3).await, 3);
+    assert_eq!(restarted.processor().seen(), 3);
+
+    // A processor that applies what it reads stores its checkpoint with every batch.
+    let projection = Subscription::new(app.pool.clone(), TicketProjection);
+    assert_eq!(catch_up_to(&projection, 3).await, 3);
+    assert_eq!(stored_position(&app.pool, TicketProjection::NAME).await, 3);
 }
