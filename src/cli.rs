@@ -228,21 +228,30 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// Empties the read models and replays the whole log into them, reporting progress and
 /// rate on stderr: `projections rebuild`, and the end of `events import`.
 async fn rebuild_read_models(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-    let events = log_length(pool).await?;
+    let events = log_length(pool, ticket_projection::AGGREGATE_TYPES).await?;
     let mut progress = RebuildProgress::new("tickets", events);
-    let total = rebuild(pool, &TicketProjection, ticket_projection::TABLES, |n| {
-        progress.update(n)
-    })
+    let total = rebuild(
+        pool,
+        &TicketProjection,
+        ticket_projection::TABLES,
+        ticket_projection::AGGREGATE_TYPES,
+        |n| progress.update(n),
+    )
     .await?;
     let (took, rate) = progress.finish(total);
     eprintln!(
         "rebuilt read models from {total} events in {:.1}s ({rate:.0} events/s)",
         took.as_secs_f64()
     );
+    let events = log_length(pool, catalog_projection::AGGREGATE_TYPES).await?;
     let mut progress = RebuildProgress::new("projects and assets", events);
-    let total = rebuild(pool, &CatalogProjection, catalog_projection::TABLES, |n| {
-        progress.update(n)
-    })
+    let total = rebuild(
+        pool,
+        &CatalogProjection,
+        catalog_projection::TABLES,
+        catalog_projection::AGGREGATE_TYPES,
+        |n| progress.update(n),
+    )
     .await?;
     let (took, rate) = progress.finish(total);
     eprintln!(

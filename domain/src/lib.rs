@@ -15,7 +15,9 @@ pub use catalog::CatalogError;
 pub use project::{Project, ProjectCommand, ProjectEvent, ProjectPatch};
 pub use relations::TicketLink;
 pub use sla::SlaTarget;
-pub use ticket::{ticket_event_version, ticket_upcasters, upcast_ticket_event};
+pub use ticket::{
+    ticket_event_is_outdated, ticket_event_version, ticket_upcasters, upcast_ticket_event,
+};
 pub use ticket::{
     Actor, Comment, FieldChange, Ticket, TicketCommand, TicketError, TicketEvent, TicketPatch,
     SYSTEM_ACTOR,

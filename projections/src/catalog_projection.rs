@@ -25,6 +25,9 @@ pub const TABLES: &[&str] = &[
     "asset_history",
 ];
 
+/// The records whose events this projection reads.
+pub const AGGREGATE_TYPES: &[&str] = &["Project", "Asset"];
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CatalogProjection;
 

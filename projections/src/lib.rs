@@ -3,6 +3,7 @@
 
 pub mod catalog_projection;
 pub mod catalog_reads;
+pub mod copy_rows;
 pub mod rebuild;
 pub mod subscription;
 pub mod ticket_document;

@@ -141,6 +141,47 @@ pub async fn read_after(
     rows.iter().map(StoredEvent::from_row).collect()
 }
 
+/// Where [`read_records`] continues: after this event of this record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordCursor {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+}
+
+/// Reads up to `limit` events of the given record types committed by transactions older
+/// than `horizon`, record by record (in each record's sequence order), after `after`.
+/// For rebuilding models that depend on each record's own events only: every record's
+/// events come together, so each record is written about once.
+pub async fn read_records(
+    conn: &mut PgConnection,
+    aggregate_types: &[String],
+    horizon: i64,
+    after: &RecordCursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
+                aggregate_id, sequence, event_type, event_version, payload, metadata,
+                recorded_at
+           FROM events
+          WHERE aggregate_type = ANY($1)
+            AND transaction_id < $2::text::xid8
+            AND (aggregate_type, aggregate_id, sequence) > ($3, $4, $5)
+          ORDER BY aggregate_type, aggregate_id, sequence
+          LIMIT $6",
+    )
+    .bind(aggregate_types)
+    .bind(horizon.to_string())
+    .bind(&after.aggregate_type)
+    .bind(&after.aggregate_id)
+    .bind(after.sequence)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
 /// Durable checkpoints, one row per subscriber.
 pub mod checkpoints {
     use super::LogPosition;

@@ -10,16 +10,21 @@ use std::collections::HashMap;
 use arctyk_domain::{Ticket, TicketEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::copy_rows::CopyRows;
 use crate::subscription::{Outcome, Processor, ProcessorError, StoredEvent};
 use crate::ticket_document::TicketDocument;
 
 /// Read-model tables this projection owns, emptied by a rebuild.
 pub const TABLES: &[&str] = &["ticket_views", "ticket_comments", "ticket_history"];
+
+/// The records whose events this projection reads.
+pub const AGGREGATE_TYPES: &[&str] = &["Ticket"];
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TicketProjection;
@@ -31,18 +36,26 @@ impl TicketProjection {
 /// Decodes a stored ticket event in its current shape: older event versions pass through
 /// the domain's upcasters first. Every reader of stored ticket events decodes here.
 pub fn decode_ticket_event(event: &StoredEvent) -> Result<TicketEvent, ProcessorError> {
-    let payload = arctyk_domain::upcast_ticket_event(
-        &event.event_type,
-        &event.event_version,
-        event.payload.clone(),
-    );
-    serde_json::from_value(payload).map_err(|error| ProcessorError::Malformed {
+    let decoded =
+        if arctyk_domain::ticket_event_is_outdated(&event.event_type, &event.event_version) {
+            serde_json::from_value(arctyk_domain::upcast_ticket_event(
+                &event.event_type,
+                &event.event_version,
+                event.payload.clone(),
+            ))
+        } else {
+            TicketEvent::deserialize(&event.payload)
+        };
+    decoded.map_err(|error| ProcessorError::Malformed {
         position: event.position,
         message: error.to_string(),
     })
 }
 
-#[derive(Serialize)]
+fn other(error: impl std::fmt::Display) -> ProcessorError {
+    ProcessorError::Other(error.to_string())
+}
+
 struct HistoryRow<'a> {
     ticket_number: i64,
     sequence: i64,
@@ -53,7 +66,6 @@ struct HistoryRow<'a> {
     internal: bool,
 }
 
-#[derive(Serialize)]
 struct CommentRow {
     id: Uuid,
     ticket_number: i64,
@@ -87,12 +99,8 @@ struct ViewRow<'a> {
     updated_at: DateTime<Utc>,
     version: i64,
     next_sla_due_at: Option<DateTime<Utc>>,
-    state: Value,
+    state: &'a Ticket,
     body: String,
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Value, ProcessorError> {
-    serde_json::to_value(value).map_err(|error| ProcessorError::Other(error.to_string()))
 }
 
 impl Processor for TicketProjection {
@@ -178,24 +186,42 @@ impl Processor for TicketProjection {
             }
         }
 
-        sqlx::query(
-            "INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, internal)
-             SELECT * FROM jsonb_to_recordset($1) AS r(ticket_number bigint, sequence bigint,
-                 event text, recorded_at timestamptz, actor text, changes jsonb, internal boolean)",
-        )
-        .bind(encode(&history)?)
-        .execute(&mut *conn)
-        .await?;
-        if !new_comments.is_empty() {
-            sqlx::query(
-                "INSERT INTO ticket_comments (id, ticket_number, seq, author, body, visibility, created_at, edited_at)
-                 SELECT * FROM jsonb_to_recordset($1) AS r(id uuid, ticket_number bigint, seq bigint,
-                     author text, body text, visibility text, created_at timestamptz, edited_at timestamptz)",
-            )
-            .bind(encode(&new_comments)?)
-            .execute(&mut *conn)
-            .await?;
+        let mut rows = CopyRows::new();
+        for entry in &history {
+            rows.int(entry.ticket_number)
+                .int(entry.sequence)
+                .text(entry.event)
+                .time(entry.recorded_at)
+                .text(entry.actor)
+                .json(&entry.changes)
+                .map_err(other)?
+                .bool(entry.internal)
+                .end_row();
         }
+        rows.copy_into(
+            conn,
+            "COPY ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, \
+             internal) FROM STDIN",
+        )
+        .await?;
+        let mut rows = CopyRows::new();
+        for comment in &new_comments {
+            rows.text(&comment.id.to_string())
+                .int(comment.ticket_number)
+                .int(comment.seq)
+                .text(&comment.author)
+                .text(&comment.body)
+                .text(comment.visibility)
+                .time(comment.created_at)
+                .optional_time(comment.edited_at)
+                .end_row();
+        }
+        rows.copy_into(
+            conn,
+            "COPY ticket_comments (id, ticket_number, seq, author, body, visibility, created_at, \
+             edited_at) FROM STDIN",
+        )
+        .await?;
         if !edits.is_empty() {
             let edits: Vec<&CommentEdit> = edits.values().collect();
             sqlx::query(
@@ -203,7 +229,7 @@ impl Processor for TicketProjection {
                    FROM jsonb_to_recordset($1) AS r(id uuid, body text, edited_at timestamptz)
                   WHERE c.id = r.id",
             )
-            .bind(encode(&edits)?)
+            .bind(Json(&edits))
             .execute(&mut *conn)
             .await?;
         }
@@ -223,17 +249,15 @@ async fn load_states<'a>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(String, Value)> =
+    let rows: Vec<(String, Json<Ticket>)> =
         sqlx::query_as("SELECT aggregate_id, state FROM ticket_views WHERE aggregate_id = ANY($1)")
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?;
-    let mut states: HashMap<String, Ticket> = HashMap::with_capacity(rows.len());
-    for (id, state) in rows {
-        let ticket = serde_json::from_value(state)
-            .map_err(|error| ProcessorError::Other(format!("ticket view {id}: {error}")))?;
-        states.insert(id, ticket);
-    }
+    let mut states: HashMap<String, Ticket> = rows
+        .into_iter()
+        .map(|(id, Json(ticket))| (id, ticket))
+        .collect();
     Ok(ids
         .into_iter()
         .map(|id| (id, states.remove(id).unwrap_or_default()))
@@ -244,12 +268,18 @@ async fn save_states(
     conn: &mut PgConnection,
     tickets: &HashMap<&str, Ticket>,
 ) -> Result<(), ProcessorError> {
-    let mut rows = Vec::with_capacity(tickets.len());
-    for (aggregate_id, ticket) in tickets {
-        // Comments live in their own table; the row keeps the ticket's own fields.
-        let mut state = ticket.clone();
-        state.comments.clear();
-        let body = serde_json::to_string(&TicketDocument::from(state.clone()))
+    // Comments live in their own table; the row keeps the ticket's own fields.
+    let states: Vec<(&str, Ticket)> = tickets
+        .iter()
+        .map(|(aggregate_id, ticket)| {
+            let mut state = ticket.clone();
+            state.comments.clear();
+            (*aggregate_id, state)
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(states.len());
+    for (aggregate_id, ticket) in &states {
+        let body = serde_json::to_string(&TicketDocument::from(ticket.clone()))
             .map_err(|error| ProcessorError::Other(error.to_string()))?;
         rows.push(ViewRow {
             number: ticket.number,
@@ -265,7 +295,7 @@ async fn save_states(
             updated_at: ticket.updated_at,
             version: ticket.version as i64,
             next_sla_due_at: ticket.next_sla_due_at(),
-            state: encode(&state)?,
+            state: ticket,
             body,
         });
     }
@@ -287,7 +317,7 @@ async fn save_states(
             version = excluded.version, next_sla_due_at = excluded.next_sla_due_at,
             state = excluded.state, body = excluded.body",
     )
-    .bind(encode(&rows)?)
+    .bind(Json(&rows))
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -532,9 +532,15 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
     assert_eq!(before["asset_views"].as_array().unwrap().len(), 2);
     assert_eq!(before["asset_history"].as_array().unwrap().len(), 4);
 
-    arctyk_projections::rebuild::rebuild(&app.pool, &CatalogProjection, TABLES, |_| {})
-        .await
-        .expect("rebuild");
+    arctyk_projections::rebuild::rebuild(
+        &app.pool,
+        &CatalogProjection,
+        TABLES,
+        arctyk_projections::catalog_projection::AGGREGATE_TYPES,
+        |_| {},
+    )
+    .await
+    .expect("rebuild");
     assert_eq!(catalog_models(&app.pool).await, before);
 
     let output = run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;

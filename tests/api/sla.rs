@@ -317,9 +317,15 @@ async fn rebuilding_the_read_models_reproduces_the_sla_state() {
             .await
             .expect("due times");
     assert_eq!(due, [Some(minutes(240)), None, Some(minutes(240))]);
-    arctyk_projections::rebuild::rebuild(&app.pool, &TicketProjection, TABLES, |_| {})
-        .await
-        .expect("rebuild");
+    arctyk_projections::rebuild::rebuild(
+        &app.pool,
+        &TicketProjection,
+        TABLES,
+        arctyk_projections::ticket_projection::AGGREGATE_TYPES,
+        |_| {},
+    )
+    .await
+    .expect("rebuild");
     assert_eq!(ticket_views(&app.pool).await, before);
     assert_eq!(clock.now(), minutes(61));
     app.stop().await;

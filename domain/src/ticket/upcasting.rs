@@ -48,13 +48,17 @@ pub fn ticket_upcasters() -> Vec<Box<dyn EventUpcaster>> {
 
 static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> = LazyLock::new(ticket_upcasters);
 
+/// Whether a stored ticket event is in an older shape that an upcaster rewrites.
+pub fn ticket_event_is_outdated(event_type: &str, event_version: &str) -> bool {
+    UPCASTERS
+        .iter()
+        .any(|upcaster| upcaster.can_upcast(event_type, event_version))
+}
+
 /// A stored ticket event's payload in the current shape: every upcaster that applies to
 /// its type and version, in order.
 pub fn upcast_ticket_event(event_type: &str, event_version: &str, payload: Value) -> Value {
-    if !UPCASTERS
-        .iter()
-        .any(|upcaster| upcaster.can_upcast(event_type, event_version))
-    {
+    if !ticket_event_is_outdated(event_type, event_version) {
         return payload;
     }
     let mut event = SerializedEvent::new(
