@@ -254,16 +254,17 @@ end
         database,
         "CREATE TABLE bench_events (LIKE events INCLUDING ALL);
          INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type,
-                                   event_version, payload, metadata)
+                                   event_version, payload, metadata, hash)
          SELECT 'Ticket', g::text, 1, 'TicketCreated', '1.0',
-                '{\"TicketCreated\": {\"title\": \"seed\"}}', '{}'
+                '{\"TicketCreated\": {\"title\": \"seed\"}}', '{}',
+                sha256(convert_to(g::text, 'UTF8'))
            FROM generate_series(1, 10000) g;",
     );
     let insert_tps = pgbench(
         &server_url,
         database,
-        "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ('Ticket', gen_random_uuid()::text, 1, 'TicketCreated', '1.0', '{\"TicketCreated\": {\"title\": \"Benchmark ticket\"}}', '{\"actor\": \"bench@example.com\"}');\n",
+        "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, hash) \
+         VALUES ('Ticket', gen_random_uuid()::text, 1, 'TicketCreated', '1.0', '{\"TicketCreated\": {\"title\": \"Benchmark ticket\"}}', '{\"actor\": \"bench@example.com\"}', sha256('\\x00'::bytea));\n",
         seconds,
     );
     let select_tps = pgbench(

@@ -12,7 +12,7 @@
 //! position was read.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,11 +293,16 @@ pub struct Subscription<P: Processor> {
     progress: watch::Sender<LogPosition>,
     /// Events ignored since the checkpoint was last stored.
     deferred: AtomicUsize,
+    /// Whether the last batch was ignored.
+    ignoring: AtomicBool,
 }
 
 /// A subscription that ignores batches stores its checkpoint anyway once this many
 /// events went by unstored, so that a restart re-reads at most this many.
 pub const DEFERRED_EVENTS: usize = 10_000;
+
+/// The pause after a batch a processor ignored, before the subscription reads again.
+const IGNORING_PAUSE: Duration = Duration::from_millis(10);
 
 impl<P: Processor> Subscription<P> {
     pub fn new(pool: PgPool, processor: P) -> Self {
@@ -310,6 +315,7 @@ impl<P: Processor> Subscription<P> {
             wake: Arc::new(Notify::new()),
             progress,
             deferred: AtomicUsize::new(0),
+            ignoring: AtomicBool::new(false),
         }
     }
 
@@ -349,6 +355,10 @@ impl<P: Processor> Subscription<P> {
         if stored {
             self.deferred.store(0, Ordering::Relaxed);
         }
+        self.ignoring.store(
+            batch.count > 0 && batch.outcome == Outcome::Ignored,
+            Ordering::Relaxed,
+        );
         self.progress.send_if_modified(|current| {
             let moved = batch.at > *current;
             if moved {
@@ -416,6 +426,14 @@ impl<P: Processor> Subscription<P> {
                     continue;
                 }
             };
+            // Nobody waits for a subscriber that ignores what it reads: it reads on at a
+            // relaxed pace rather than at every append (a wake-up meanwhile is kept).
+            if self.ignoring.load(Ordering::Relaxed) {
+                tokio::select! {
+                    _ = tokio::time::sleep(IGNORING_PAUSE) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
             if !idle {
                 held_back_tries = 0;
                 continue;
