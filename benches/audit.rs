@@ -202,6 +202,22 @@ async fn scalar(database_url: &str, sql: &str) -> String {
     value
 }
 
+/// An MD5 over every row of every read model, in key order: equal digests mean
+/// identical read models.
+async fn read_model_digest(database_url: &str) -> String {
+    scalar(
+        database_url,
+        "SELECT md5(concat_ws('/',
+            (SELECT string_agg(v::text, '|' ORDER BY v.number) FROM ticket_views v),
+            (SELECT string_agg(h::text, '|' ORDER BY h.ticket_number, h.sequence)
+               FROM ticket_history h),
+            (SELECT string_agg(c::text, '|' ORDER BY c.id) FROM ticket_comments c),
+            (SELECT string_agg(p::text, '|' ORDER BY p.id) FROM project_views p),
+            (SELECT string_agg(a::text, '|' ORDER BY a.id) FROM asset_views a)))",
+    )
+    .await
+}
+
 #[tokio::main]
 async fn main() {
     let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
@@ -312,5 +328,14 @@ async fn main() {
     )
     .await;
     assert_eq!(restored_title, title, "the import rebuilt the same models");
+    let (original, restored) = (
+        read_model_digest(&database_url).await,
+        read_model_digest(&restored_url).await,
+    );
+    assert_eq!(
+        original, restored,
+        "the import rebuilt identical read models"
+    );
+    println!("read models after the import: identical to the original's (digest {original})");
     std::fs::remove_dir_all(&dir).ok();
 }
