@@ -15,50 +15,20 @@
 //! Rates are events over the command's wall time, process start included.
 //! `ARCTYK_BENCH_DATABASE_URL` sets the PostgreSQL server (default the local one).
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
+use support::{arctyk, Server};
+
+mod support;
 
 /// Tickets created through the API.
 const TICKETS: i64 = 1_000;
 /// Events per ticket: its creation and this many less one title changes.
 const EVENTS_PER_TICKET: i64 = 100;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn psql(server_url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &format!("{server_url}/postgres"),
-        ])
-        .args(["-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
-}
-
-fn arctyk(database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_arctyk"));
-    command
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn");
-    command
-}
-
-/// Runs a command to its end; returns its output and wall time.
 fn timed(mut command: Command) -> (Output, Duration) {
     let started = Instant::now();
     let output = command.output().expect("arctyk runs");
@@ -91,63 +61,15 @@ fn against(rate_target: f64, events: i64, took: Duration) -> String {
     format!("target ≥ {rate_target:.0} events/s: {verdict}")
 }
 
-fn fresh_database(server_url: &str, database: &str) -> String {
-    psql(
-        server_url,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
-    format!("{server_url}/{database}")
-}
-
 /// Creates the tickets through a running server, sixteen requests at a time.
 async fn create_tickets(database_url: &str) {
-    let token = timed({
-        let mut command = arctyk(database_url);
-        command.args([
-            "token",
-            "create",
-            "--email",
-            "bench@example.com",
-            "--role",
-            "admin",
-        ]);
-        command
-    })
-    .0;
-    let token = String::from_utf8(token.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    let port = {
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        socket.local_addr().expect("address").port()
-    };
-    let _server = Server(
-        arctyk(database_url)
-            .arg("serve")
-            .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
-            .spawn()
-            .expect("server starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let token = support::create_token(database_url, "admin");
+    let server = Server::start(database_url, &[]).await;
+    let base = server.base.clone();
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .build()
         .expect("client");
-    let mut up = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the server answers");
     futures::stream::iter(1..=TICKETS)
         .map(|n| {
             let request = client
@@ -220,10 +142,9 @@ async fn read_model_digest(database_url: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    let database_url = fresh_database(&server_url, "arctyk_bench_audit");
-    let restored_url = fresh_database(&server_url, "arctyk_bench_audit_restored");
+    let server_url = support::server_url();
+    let database_url = support::fresh_database(&server_url, "arctyk_bench_audit");
+    let restored_url = support::fresh_database(&server_url, "arctyk_bench_audit_restored");
 
     let loaded = Instant::now();
     create_tickets(&database_url).await;

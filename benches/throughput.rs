@@ -10,8 +10,9 @@
 //! `ARCTYK_BENCH_SECONDS` sets each phase's length (default 10),
 //! `ARCTYK_BENCH_DATABASE_URL` the server (default the local PostgreSQL).
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+mod support;
 
 const CLIENTS: usize = 32;
 
@@ -100,25 +101,6 @@ fn wrk(name: &'static str, url: &str, token: &str, script: &str, seconds: u64) -
     }
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn psql(server_url: &str, database: &str, sql: &str) {
-    let url = format!("{server_url}/{database}");
-    let status = Command::new("psql")
-        .args(["-q", "-v", "ON_ERROR_STOP=1", &url, "-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
-}
-
 fn pgbench(server_url: &str, database: &str, script: &str, seconds: u64) -> f64 {
     let dir = std::env::temp_dir().join(format!("arctyk-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -155,65 +137,12 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let server_url = support::server_url();
     let database = "arctyk_bench";
-    psql(
-        &server_url,
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
-    let database_url = format!("{server_url}/{database}");
-    let binary = env!("CARGO_BIN_EXE_arctyk");
-
-    let token = Command::new(binary)
-        .args([
-            "token",
-            "create",
-            "--email",
-            "bench@example.com",
-            "--role",
-            "agent",
-        ])
-        .env("DATABASE_URL", &database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("token create runs");
-    assert!(token.status.success(), "token create failed");
-    let token = String::from_utf8(token.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-
-    let port = {
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        socket.local_addr().expect("address").port()
-    };
-    let _server = Server(
-        Command::new(binary)
-            .arg("serve")
-            .env("DATABASE_URL", &database_url)
-            .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("server starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CLIENTS)
-        .build()
-        .expect("client");
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let database_url = support::fresh_database(&server_url, database);
+    let token = support::create_token(&database_url, "agent");
+    let server = support::Server::start(&database_url, &[]).await;
+    let base = server.base.clone();
 
     println!("arctyk throughput, {CLIENTS} concurrent connections, {seconds}s per phase");
     let create = wrk(
@@ -249,7 +178,7 @@ end
     );
     get.print();
 
-    psql(
+    support::psql(
         &server_url,
         database,
         "CREATE TABLE bench_events (LIKE events INCLUDING ALL);

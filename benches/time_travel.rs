@@ -9,38 +9,16 @@
 //!
 //! `ARCTYK_BENCH_DATABASE_URL` sets the PostgreSQL server (default the local one).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
+use support::percentile;
+
+mod support;
 
 /// Events on the ticket the reads replay.
 const EVENTS: usize = 1_000;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn psql(server_url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &format!("{server_url}/postgres"),
-        ])
-        .args(["-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
-}
 
 struct Api {
     base: String,
@@ -68,14 +46,6 @@ impl Api {
         );
         response.json().await.unwrap_or(Value::Null)
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// Times `reads` GETs of the paths `path_for` names, in milliseconds, sorted.
@@ -108,67 +78,17 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000);
-    let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    let database = "arctyk_bench_time_travel";
-    psql(
-        &server_url,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
-    let database_url = format!("{server_url}/{database}");
-    let binary = env!("CARGO_BIN_EXE_arctyk");
-
-    let token = Command::new(binary)
-        .args(["token", "create", "--email", "bench@example.com"])
-        .args(["--role", "admin"])
-        .env("DATABASE_URL", &database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("token create runs");
-    assert!(token.status.success(), "token create failed");
-    let token = String::from_utf8(token.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    let port = {
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        socket.local_addr().expect("address").port()
-    };
-    let _server = Server(
-        Command::new(binary)
-            .arg("serve")
-            .env("DATABASE_URL", &database_url)
-            .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "RUST_LOG",
-                std::env::var("ARCTYK_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .spawn()
-            .expect("server starts"),
-    );
+    let database_url = support::fresh_database(&support::server_url(), "arctyk_bench_time_travel");
+    let token = support::create_token(&database_url, "admin");
+    let server = support::Server::start(&database_url, &[]).await;
     let api = Api {
-        base: format!("http://127.0.0.1:{port}"),
+        base: server.base.clone(),
         token,
         client: reqwest::Client::builder()
             .tcp_nodelay(true)
             .build()
             .expect("client"),
     };
-    let mut up = false;
-    for _ in 0..100 {
-        if api
-            .client
-            .get(format!("{}/api/health", api.base))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the server answers");
 
     let loaded = Instant::now();
     let ticket = api

@@ -14,7 +14,6 @@
 //! `ARCTYK_BENCH_DATABASE_URL` the PostgreSQL server (default the local one).
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
+use support::percentile;
+
+mod support;
 
 /// Events per ticket in the throughput phase (the creation and nine changes).
 const EVENTS_PER_TICKET: usize = 10;
@@ -93,30 +95,6 @@ async fn receive(
     StatusCode::NO_CONTENT
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn psql(server_url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &format!("{server_url}/postgres"),
-        ])
-        .args(["-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
-}
-
 struct Api {
     base: String,
     token: String,
@@ -149,14 +127,6 @@ impl Api {
     async fn patch(&self, path: &str, body: Value) -> Value {
         self.send(reqwest::Method::PATCH, path, &body).await
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 async fn wait_for(receiver: &Receiver, path: &str, count: usize, limit: Duration) {
@@ -367,15 +337,7 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let server_url = std::env::var("ARCTYK_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    let database = "arctyk_bench_webhooks";
-    psql(
-        &server_url,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
-    let database_url = format!("{server_url}/{database}");
-    let binary = env!("CARGO_BIN_EXE_arctyk");
+    let database_url = support::fresh_database(&support::server_url(), "arctyk_bench_webhooks");
 
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -392,37 +354,11 @@ async fn main() {
         .with_state(receiver.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let token = Command::new(binary)
-        .args(["token", "create", "--email", "bench@example.com"])
-        .args(["--role", "admin"])
-        .env("DATABASE_URL", &database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("token create runs");
-    assert!(token.status.success(), "token create failed");
-    let token = String::from_utf8(token.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    let port = {
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        socket.local_addr().expect("address").port()
-    };
-    let _server = Server(
-        Command::new(binary)
-            .arg("serve")
-            .env("DATABASE_URL", &database_url)
-            .env("ARCTYK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ARCTYK_WEBHOOK_ALLOW_PRIVATE", "true")
-            .env(
-                "RUST_LOG",
-                std::env::var("ARCTYK_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .spawn()
-            .expect("server starts"),
-    );
+    let token = support::create_token(&database_url, "admin");
+    let server =
+        support::Server::start(&database_url, &[("ARCTYK_WEBHOOK_ALLOW_PRIVATE", "true")]).await;
     let api = Arc::new(Api {
-        base: format!("http://127.0.0.1:{port}"),
+        base: server.base.clone(),
         token,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(WRITERS)
@@ -430,18 +366,6 @@ async fn main() {
             .build()
             .expect("client"),
     });
-    for _ in 0..100 {
-        if api
-            .client
-            .get(format!("{}/api/health", api.base))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     println!("arctyk webhooks");
     latency_phase(&api, &receiver, seconds).await;
     throughput_phase(api, &receiver, tickets).await;
