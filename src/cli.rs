@@ -228,34 +228,44 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// Empties the read models and replays the whole log into them, reporting progress and
 /// rate on stderr: `projections rebuild`, and the end of `events import`.
 async fn rebuild_read_models(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-    let events = log_length(pool, ticket_projection::AGGREGATE_TYPES).await?;
-    let mut progress = RebuildProgress::new("tickets", events);
-    let total = rebuild(
+    rebuild_with_progress(
         pool,
+        "tickets",
+        "read models",
         &TicketProjection,
         ticket_projection::TABLES,
         ticket_projection::AGGREGATE_TYPES,
-        |n| progress.update(n),
     )
     .await?;
-    let (took, rate) = progress.finish(total);
-    eprintln!(
-        "rebuilt read models from {total} events in {:.1}s ({rate:.0} events/s)",
-        took.as_secs_f64()
-    );
-    let events = log_length(pool, catalog_projection::AGGREGATE_TYPES).await?;
-    let mut progress = RebuildProgress::new("projects and assets", events);
-    let total = rebuild(
+    rebuild_with_progress(
         pool,
+        "projects and assets",
+        "project and asset read models",
         &CatalogProjection,
         catalog_projection::TABLES,
         catalog_projection::AGGREGATE_TYPES,
-        |n| progress.update(n),
     )
+    .await
+}
+
+/// One projection's rebuild, with its progress bar and a closing line naming `models`.
+async fn rebuild_with_progress<P: arctyk_projections::Processor>(
+    pool: &sqlx::PgPool,
+    label: &'static str,
+    models: &str,
+    processor: &P,
+    tables: &[&str],
+    aggregate_types: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let events = log_length(pool, aggregate_types).await?;
+    let mut progress = RebuildProgress::new(label, events);
+    let total = rebuild(pool, processor, tables, aggregate_types, |n| {
+        progress.update(n)
+    })
     .await?;
     let (took, rate) = progress.finish(total);
     eprintln!(
-        "rebuilt project and asset read models from {total} events in {:.1}s ({rate:.0} events/s)",
+        "rebuilt {models} from {total} events in {:.1}s ({rate:.0} events/s)",
         took.as_secs_f64()
     );
     Ok(())
