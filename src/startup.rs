@@ -18,7 +18,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::auth::Authenticator;
 use crate::catalog::CatalogService;
 use crate::clock::{Clock, SystemClock};
-use crate::http::{self, ApiState};
+use crate::http::{self, ApiServices, ApiState};
 use crate::inbound::InboundService;
 use crate::sla_clock::SlaClockWorker;
 use crate::store::ticket_log::TicketLog;
@@ -160,7 +160,7 @@ impl Application {
             config.read_your_writes(),
             clock.clone(),
         );
-        let state = ApiState {
+        let state = ApiState::new(ApiServices {
             inbound: InboundService::new(
                 tickets.clone(),
                 catalog.clone(),
@@ -178,7 +178,7 @@ impl Application {
             database: pool.clone(),
             public_url: config.public_url.clone(),
             clock: clock.clone(),
-        };
+        });
         if config.run_subscribers {
             // Completes the other side of ticket links after a crash; it polls, as it
             // only has work when the synchronous second write did not happen.

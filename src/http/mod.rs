@@ -34,9 +34,27 @@ use crate::store::users::Users;
 use crate::tickets::TicketService;
 use error::AppError;
 
-/// What every handler can reach.
+/// What every handler can reach, shared: axum hands each request a clone of the state,
+/// and a clone is one reference count, not a copy of every service.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<ApiServices>);
+
+impl ApiState {
+    pub fn new(services: ApiServices) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiServices;
+
+    fn deref(&self) -> &ApiServices {
+        &self.0
+    }
+}
+
+/// The services behind [`ApiState`].
+pub struct ApiServices {
     pub tickets: TicketService,
     /// Projects and assets.
     pub catalog: CatalogService,
