@@ -42,11 +42,12 @@ pub async fn connect_delivery(config: &Config) -> Result<PgPool, sqlx::Error> {
 
 /// A pool for the commands that walk the whole log page by page (`audit verify`,
 /// `events export`, `events import`, `projections rebuild`), with the planner settings
-/// of [`in_index_order`].
+/// of [`in_index_order`]. Two connections at least: a rebuild holds one for its
+/// transaction while the next batch is read on another.
 pub async fn connect_log_reader(config: &Config) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.database_url.parse()?;
     PgPoolOptions::new()
-        .max_connections(config.db_pool_size)
+        .max_connections(config.db_pool_size.max(2))
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(in_index_order(options))
         .await
