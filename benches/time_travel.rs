@@ -12,41 +12,13 @@
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use serde_json::{json, Value};
-use support::percentile;
+use serde_json::json;
+use support::{percentile, Api};
 
 mod support;
 
 /// Events on the ticket the reads replay.
 const EVENTS: usize = 1_000;
-
-struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
-        assert!(
-            response.status().is_success(),
-            "{method} {path} answered {}",
-            response.status()
-        );
-        response.json().await.unwrap_or(Value::Null)
-    }
-}
 
 /// Times `reads` GETs of the paths `path_for` names, in milliseconds, sorted.
 async fn time_reads(api: &Api, reads: usize, path_for: impl Fn(usize) -> String) -> Vec<f64> {
@@ -54,7 +26,7 @@ async fn time_reads(api: &Api, reads: usize, path_for: impl Fn(usize) -> String)
     for n in 0..reads {
         let path = path_for(n);
         let started = Instant::now();
-        let ticket = api.send(reqwest::Method::GET, &path, None).await;
+        let ticket = api.get(&path).await;
         millis.push(started.elapsed().as_secs_f64() * 1000.0);
         assert!(ticket["version"].as_u64().is_some(), "{path}: {ticket}");
     }
@@ -92,10 +64,9 @@ async fn main() {
 
     let loaded = Instant::now();
     let ticket = api
-        .send(
-            reqwest::Method::POST,
+        .post(
             "/api/tickets/",
-            Some(&json!({"title": "Time travel", "description": "Change 0"})),
+            json!({"title": "Time travel", "description": "Change 0"}),
         )
         .await;
     let id = ticket["id"].as_i64().expect("ticket id");
@@ -105,12 +76,7 @@ async fn main() {
         } else {
             json!({"description": format!("Change {change}")})
         };
-        api.send(
-            reqwest::Method::PATCH,
-            &format!("/api/tickets/{id}/"),
-            Some(&body),
-        )
-        .await;
+        api.patch(&format!("/api/tickets/{id}/"), body).await;
     }
     println!(
         "loaded                       {EVENTS} events on ticket {id} in {:.1} s",
@@ -119,11 +85,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let as_of = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let newest = api
-        .send(
-            reqwest::Method::GET,
-            &format!("/api/tickets/{id}/?as_of={}", as_of.replace('+', "%2B")),
-            None,
-        )
+        .get(&format!(
+            "/api/tickets/{id}/?as_of={}",
+            as_of.replace('+', "%2B")
+        ))
         .await;
     assert_eq!(
         newest["version"], EVENTS as u64,

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use support::percentile;
+use support::{percentile, Api};
 
 mod support;
 
@@ -95,40 +95,6 @@ async fn receive(
     StatusCode::NO_CONTENT
 }
 
-struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    /// Sends one write; never retried, so the log holds exactly what the bench wrote.
-    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
-        let response = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
-        assert!(
-            response.status().is_success(),
-            "{method} {path} answered {}",
-            response.status()
-        );
-        response.json().await.unwrap_or(Value::Null)
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.send(reqwest::Method::POST, path, &body).await
-    }
-
-    async fn patch(&self, path: &str, body: Value) -> Value {
-        self.send(reqwest::Method::PATCH, path, &body).await
-    }
-}
-
 async fn wait_for(receiver: &Receiver, path: &str, count: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     while receiver.count(path) < count && Instant::now() < deadline {
@@ -157,11 +123,7 @@ async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
     wait_for(receiver, "latency", tickets.len(), Duration::from_secs(30)).await;
     receiver.take("latency");
 
-    let api = Arc::new(Api {
-        base: api.base.clone(),
-        token: api.token.clone(),
-        client: api.client.clone(),
-    });
+    let api = Arc::new(api.clone());
     let total = RATE * seconds;
     let responses = Arc::new(Mutex::new(HashMap::new()));
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / RATE as u32);

@@ -127,3 +127,51 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
+
+/// The API with a bearer token; every answer must be a success.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    /// Sends one request, never retried, so the log holds exactly what the bench wrote.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
+        assert!(
+            response.status().is_success(),
+            "{method} {path} answered {}",
+            response.status()
+        );
+        response.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.send(reqwest::Method::POST, path, Some(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.send(reqwest::Method::PATCH, path, Some(&body)).await
+    }
+}

@@ -504,6 +504,19 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     app.stop().await;
 }
 
+/// Rebuilds the ticket read models from the log; returns how many events it replayed.
+pub async fn rebuild_tickets(pool: &PgPool) -> usize {
+    arctyk_projections::rebuild::rebuild(
+        pool,
+        &TicketProjection,
+        TABLES,
+        arctyk_projections::ticket_projection::AGGREGATE_TYPES,
+        |_| {},
+    )
+    .await
+    .expect("rebuild")
+}
+
 /// A checkpoint's transaction id (JSON shows an `xid8` as a string).
 fn transaction_id(checkpoint: &Value) -> i64 {
     let value = &checkpoint["transaction_id"];
@@ -629,15 +642,7 @@ async fn a_rebuild_while_writes_go_on_leaves_no_event_out_and_none_twice() {
     };
     let rebuilds = async {
         for _ in 0..3 {
-            arctyk_projections::rebuild::rebuild(
-                &app.pool,
-                &TicketProjection,
-                TABLES,
-                arctyk_projections::ticket_projection::AGGREGATE_TYPES,
-                |_| {},
-            )
-            .await
-            .expect("rebuild");
+            rebuild_tickets(&app.pool).await;
             // Spread over the writes (about a second of them).
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -666,15 +671,7 @@ async fn a_rebuild_while_writes_go_on_leaves_no_event_out_and_none_twice() {
     assert_eq!(page["title"], "Ticket 5, change 59");
 
     // And the models equal what a rebuild of the finished log gives.
-    arctyk_projections::rebuild::rebuild(
-        &app.pool,
-        &TicketProjection,
-        TABLES,
-        arctyk_projections::ticket_projection::AGGREGATE_TYPES,
-        |_| {},
-    )
-    .await
-    .expect("rebuild");
+    rebuild_tickets(&app.pool).await;
     assert_eq!(read_models(&app.pool).await, live);
     app.stop().await;
 }

@@ -7,8 +7,6 @@ use std::time::Duration as StdDuration;
 
 use arctyk::clock::{Clock, ManualClock};
 use arctyk_domain::Role;
-use arctyk_projections::ticket_projection::TABLES;
-use arctyk_projections::TicketProjection;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -317,15 +315,7 @@ async fn rebuilding_the_read_models_reproduces_the_sla_state() {
             .await
             .expect("due times");
     assert_eq!(due, [Some(minutes(240)), None, Some(minutes(240))]);
-    arctyk_projections::rebuild::rebuild(
-        &app.pool,
-        &TicketProjection,
-        TABLES,
-        arctyk_projections::ticket_projection::AGGREGATE_TYPES,
-        |_| {},
-    )
-    .await
-    .expect("rebuild");
+    crate::projection::rebuild_tickets(&app.pool).await;
     assert_eq!(ticket_views(&app.pool).await, before);
     assert_eq!(clock.now(), minutes(61));
     app.stop().await;
