@@ -98,7 +98,7 @@ pub struct CatalogService {
 
 impl CatalogService {
     pub fn new(
-        pool: sqlx::PgPool,
+        db: arctyk_projections::Db,
         progress: Progress,
         notifier: LogNotifier,
         read_your_writes: Duration,
@@ -106,9 +106,9 @@ impl CatalogService {
     ) -> Self {
         Self {
             clock,
-            projects: CatalogLog::new(pool.clone()),
-            assets: CatalogLog::new(pool.clone()),
-            reads: CatalogReads::new(pool),
+            projects: CatalogLog::new(db.clone()),
+            assets: CatalogLog::new(db.clone()),
+            reads: CatalogReads::new(db),
             runner: CommandRunner::new(progress, notifier, read_your_writes),
         }
     }

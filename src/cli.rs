@@ -1,10 +1,10 @@
 //! Command-line interface: `serve` (the default), `migrate`, `token create`, `events export`,
-//! `events import`, `audit verify`, `projections rebuild`.
+//! `events import`, `audit verify`, `projections rebuild`, `migrate-data`.
 
 use arctyk_domain::Role;
 use arctyk_projections::rebuild::{log_length, rebuild};
 use arctyk_projections::{
-    catalog_projection, ticket_projection, CatalogProjection, TicketProjection,
+    catalog_projection, ticket_projection, CatalogProjection, Db, TicketProjection,
 };
 use clap::{Parser, Subcommand};
 
@@ -56,6 +56,17 @@ pub enum Command {
     /// Tamper evidence.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Move the whole installation to another database (e.g. SQLite to PostgreSQL): the
+    /// event log with its hashes in order, users and tokens; then rebuild the read models
+    /// there and verify the moved log. The target's log must be empty.
+    MigrateData {
+        /// The database to move from, e.g. sqlite://arctyk.db (not in use by a server).
+        #[arg(long)]
+        from: String,
+        /// The database to move to, e.g. postgres://postgres@127.0.0.1:5432/arctyk.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,8 +166,8 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Migrate => {
             db::create_if_missing(&config.database_url).await?;
-            let pool = db::connect(&config).await?;
-            db::migrate(&pool).await?;
+            let database = db::connect(&config).await?;
+            db::migrate(&database).await?;
             eprintln!("migrations applied");
         }
         Command::Token(TokenCommand::Create { email, role, name }) => {
@@ -165,9 +176,9 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err(format!("'{email}' is not an email address").into());
             }
             db::create_if_missing(&config.database_url).await?;
-            let pool = db::connect(&config).await?;
-            db::migrate_if_pending(&pool).await?;
-            let users = Users::new(pool);
+            let database = db::connect(&config).await?;
+            db::migrate_if_pending(&database).await?;
+            let users = Users::new(database);
             let user = users.upsert(email, &name, role).await?;
             let token = auth::generate_token();
             users
@@ -176,8 +187,8 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{token}");
         }
         Command::Replay { ticket } => {
-            let pool = db::connect(&config).await?;
-            for line in crate::replay_timeline::ticket_timeline(&pool, &ticket).await? {
+            let database = db::connect(&config).await?;
+            for line in crate::replay_timeline::ticket_timeline(&database, &ticket).await? {
                 println!("{line}");
             }
         }
@@ -192,44 +203,83 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Events(EventsCommand::Export { after, until }) => {
-            let pool = db::connect_log_reader(&config).await?;
-            let written = crate::event_export::export(pool, after, until).await?;
+            let database = db::connect_log_reader(&config).await?;
+            let written = crate::event_export::export(database, after, until).await?;
             eprintln!("exported {written} events");
         }
         Command::Audit(AuditCommand::Verify { from_export }) => {
-            let pool = match from_export {
+            let database = match from_export {
                 Some(_) => None,
                 None => Some(db::connect_log_reader(&config).await?),
             };
-            crate::audit::verify::run(pool, from_export.as_deref()).await?;
+            crate::audit::verify::run(database, from_export.as_deref()).await?;
         }
         Command::Events(EventsCommand::Import { file }) => {
-            let pool = db::connect_log_reader(&config).await?;
-            db::migrate_if_pending(&pool).await?;
+            let database = db::connect_log_reader(&config).await?;
+            db::migrate_if_pending(&database).await?;
             let started = std::time::Instant::now();
-            let imported = crate::event_import::import(&pool, &file).await?;
+            let imported = crate::event_import::import(&database, &file).await?;
             let took = started.elapsed().as_secs_f64();
             eprintln!(
                 "imported {imported} events in {took:.1}s ({:.0} events/s), every hash as exported",
                 imported as f64 / took.max(1e-6)
             );
-            rebuild_read_models(&pool).await?;
-            crate::event_import::restore_reservations(&pool).await?;
+            rebuild_read_models(&database).await?;
+            crate::event_import::restore_reservations(&database).await?;
         }
+        Command::MigrateData { from, to } => migrate_data(&from, &to, &config).await?,
         Command::Projections(ProjectionsCommand::Rebuild) => {
-            let pool = db::connect_log_reader(&config).await?;
-            db::migrate_if_pending(&pool).await?;
-            rebuild_read_models(&pool).await?;
+            let database = db::connect_log_reader(&config).await?;
+            db::migrate_if_pending(&database).await?;
+            rebuild_read_models(&database).await?;
         }
     }
     Ok(())
 }
 
+/// `arctyk migrate-data`: moves the log, users and tokens, rebuilds the read models on
+/// the target and verifies its log.
+async fn migrate_data(
+    from: &str,
+    to: &str,
+    config: &Config,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let source = Db::connect(from, 4).await?;
+    if db::has_pending_migrations(&source).await? {
+        return Err(format!(
+            "the source database is behind this version of arctyk: run `arctyk migrate` \
+             with DATABASE_URL={from} first"
+        )
+        .into());
+    }
+    if db::create_if_missing(to).await? {
+        eprintln!("created the target database");
+    }
+    let target = Db::connect(to, config.db_pool_size.max(2)).await?;
+    let started = std::time::Instant::now();
+    let moved = crate::migrate_data::migrate_data(&source, &target).await?;
+    eprintln!(
+        "moved {} events (every hash as in the source), {} users and {} tokens in {:.1}s",
+        moved.events,
+        moved.users,
+        moved.tokens,
+        started.elapsed().as_secs_f64()
+    );
+    rebuild_read_models(&target).await?;
+    crate::event_import::restore_reservations(&target).await?;
+    let report = crate::audit::verify::verify_database(&target).await?;
+    if !report.is_clean() {
+        return Err(format!("the moved log does not verify: {}", report.summary()).into());
+    }
+    eprintln!("{}", report.summary());
+    Ok(())
+}
+
 /// Empties the read models and replays the whole log into them, reporting progress and
 /// rate on stderr: `projections rebuild`, and the end of `events import`.
-async fn rebuild_read_models(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+async fn rebuild_read_models(database: &Db) -> Result<(), Box<dyn std::error::Error>> {
     rebuild_with_progress(
-        pool,
+        database,
         "tickets",
         "read models",
         &TicketProjection,
@@ -238,7 +288,7 @@ async fn rebuild_read_models(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::err
     )
     .await?;
     rebuild_with_progress(
-        pool,
+        database,
         "projects and assets",
         "project and asset read models",
         &CatalogProjection,
@@ -250,16 +300,16 @@ async fn rebuild_read_models(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::err
 
 /// One projection's rebuild, with its progress bar and a closing line naming `models`.
 async fn rebuild_with_progress<P: arctyk_projections::Processor>(
-    pool: &sqlx::PgPool,
+    database: &Db,
     label: &'static str,
     models: &str,
     processor: &P,
     tables: &[&str],
     aggregate_types: &[&str],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let events = log_length(pool, aggregate_types).await?;
+    let events = log_length(database, aggregate_types).await?;
     let mut progress = RebuildProgress::new(label, events);
-    let total = rebuild(pool, processor, tables, aggregate_types, |n| {
+    let total = rebuild(database, processor, tables, aggregate_types, |n| {
         progress.update(n)
     })
     .await?;

@@ -5,10 +5,10 @@ use std::error::Error;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::pin::pin;
 
+use arctyk_projections::Db;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::PgPool;
 
 use crate::store::event_feed::EventFeed;
 
@@ -23,11 +23,11 @@ const CHUNK: i64 = 2_000;
 /// A progress bar goes to stderr when stderr is a terminal, so that redirected output
 /// and logs stay clean.
 pub async fn export(
-    pool: PgPool,
+    db: Db,
     after: i64,
     until: Option<DateTime<Utc>>,
 ) -> Result<u64, Box<dyn Error>> {
-    let feed = EventFeed::new(pool);
+    let feed = EventFeed::new(db);
     let cursor = feed
         .cursor(after)
         .await?

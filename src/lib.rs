@@ -13,6 +13,7 @@ pub mod event_export;
 pub mod event_import;
 pub mod http;
 pub mod inbound;
+pub mod migrate_data;
 pub mod notifications;
 pub mod rebuild_progress;
 pub mod replay_timeline;

@@ -2,11 +2,10 @@
 //! a timeline a human auditor can follow, one line per event.
 
 use arctyk_domain::{Ticket, TicketEvent};
-use arctyk_projections::{ProcessorError, StoredEvent};
+use arctyk_projections::{Db, ProcessorError, StoredEvent};
 use chrono::SecondsFormat;
 use cqrs_es::Aggregate;
 use serde_json::Value;
-use sqlx::PgPool;
 
 use crate::store::event_history::{self, AsOf, Replayable};
 
@@ -24,10 +23,12 @@ pub enum TimelineError {
 
 /// The ticket's timeline, oldest event first. `ticket` is a number, e.g. `123` or
 /// `TKT-000123`.
-pub async fn ticket_timeline(pool: &PgPool, ticket: &str) -> Result<Vec<String>, TimelineError> {
+pub async fn ticket_timeline(db: &Db, ticket: &str) -> Result<Vec<String>, TimelineError> {
     let number = arctyk_projections::ticket_reads::number_in(ticket)
         .ok_or_else(|| TimelineError::NoSuchTicket(ticket.to_owned()))?;
-    let events = event_history::events(pool, Ticket::TYPE, &number.to_string(), AsOf::Now).await?;
+    let mut conn = db.acquire_read().await.map_err(ProcessorError::from)?;
+    let events =
+        event_history::events(conn.conn(), Ticket::TYPE, &number.to_string(), AsOf::Now).await?;
     if events.is_empty() {
         return Err(TimelineError::NoSuchTicket(ticket.to_owned()));
     }

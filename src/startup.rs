@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arctyk_projections::subscription::{listen, listen_for_events, LogNotifier};
-use arctyk_projections::{CatalogProjection, Subscription, TicketProjection, TicketReads};
+use arctyk_projections::{
+    CatalogProjection, Db, DbError, Subscription, TicketProjection, TicketReads,
+};
 use axum::extract::Request;
 use axum::serve::ListenerExt;
 use axum::ServiceExt;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,8 +35,8 @@ use crate::{db, Config};
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot reach the database at {url}: {source}")]
-    Database { url: String, source: sqlx::Error },
+    #[error("cannot open the database at {url}: {source}")]
+    Database { url: String, source: DbError },
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot listen on {addr}: {source}")]
@@ -56,7 +57,7 @@ pub struct Application {
     addr: SocketAddr,
     listener: TcpListener,
     router: axum::Router,
-    pool: PgPool,
+    db: Db,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -73,23 +74,34 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let pool = db::connect(&config)
+        let database = db::connect(&config)
             .await
             .map_err(|source| StartupError::Database {
                 url: config.database_url_redacted(),
                 source,
             })?;
+        match &database {
+            Db::Postgres(_) => tracing::info!(
+                backend = "postgresql",
+                database = %config.database_url_redacted(),
+                "database"
+            ),
+            Db::Sqlite(sqlite) => tracing::info!(
+                backend = "sqlite",
+                file = %sqlite.path().display(),
+                "database"
+            ),
+        }
         // Skipped when current, so a runtime role without DDL rights can serve.
-        db::migrate_if_pending(&pool).await?;
+        db::migrate_if_pending(&database).await?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let projection = Subscription::new(pool.clone(), TicketProjection);
+        let projection = Subscription::new(database.clone(), TicketProjection);
         let progress = projection.progress();
-        let catalog = Subscription::new(pool.clone(), CatalogProjection);
+        let catalog = Subscription::new(database.clone(), CatalogProjection);
         let catalog_progress = catalog.progress();
-        let webhooks = Subscription::new(pool.clone(), WebhookEnqueuer);
         // Email, Slack and Teams: the subscriber that enqueues and the worker that sends.
-        let (notifications, notification_worker) = crate::notifications::wire(&pool, &config)
+        let (notifications, notification_worker) = crate::notifications::wire(&database, &config)
             .await
             .map_err(StartupError::Notifications)?;
         // Sends the webhook queues' heads; woken by the notification each transaction that
@@ -101,34 +113,47 @@ impl Application {
         };
         let webhook_client =
             http_client(&delivery_settings).map_err(StartupError::WebhookClient)?;
-        let delivery_pool =
-            db::connect_delivery(&config)
+        let delivery_database =
+            db::connect_delivery(&config, &database)
                 .await
                 .map_err(|source| StartupError::Database {
                     url: config.database_url_redacted(),
-                    source,
+                    source: source.into(),
                 })?;
         let delivery = WebhookDeliveryWorker::new(
-            delivery_pool,
+            delivery_database,
             config.webhook_retry_schedule.clone(),
             delivery_settings,
         )
         .map_err(StartupError::WebhookClient)?;
-        let notifier =
-            LogNotifier::new(vec![projection.waker(), catalog.waker(), webhooks.waker()]);
+        // On SQLite no notification crosses the database: the enqueuer and the store wake
+        // the worker.
+        let delivery_waker = delivery.waker();
+        let webhooks = Subscription::new(
+            database.clone(),
+            WebhookEnqueuer::new().with_delivery_waker(delivery_waker.clone()),
+        );
+        let mut local_wakers = vec![projection.waker(), catalog.waker(), webhooks.waker()];
+        // On PostgreSQL the notification subscriber hears of appends through LISTEN (it
+        // need not hurry: nobody waits on it); on SQLite nothing crosses the database, so
+        // it is woken here.
+        if let Db::Sqlite(_) = database {
+            local_wakers.push(notifications.waker());
+        }
+        let notifier = LogNotifier::new(local_wakers);
         let mut workers = vec![tokio::spawn(
-            notifier.clone().run(pool.clone(), shutdown_rx.clone()),
+            notifier.clone().run(database.clone(), shutdown_rx.clone()),
         )];
         if config.run_subscribers {
             workers.push(tokio::spawn(listen_for_events(
-                pool.clone(),
+                database.clone(),
                 vec![projection.waker(), catalog.waker(), webhooks.waker()],
                 shutdown_rx.clone(),
             )));
             workers.push(tokio::spawn(projection.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(catalog.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(listen(
-                pool.clone(),
+                database.clone(),
                 WEBHOOKS_CHANNEL,
                 vec![delivery.waker()],
                 shutdown_rx.clone(),
@@ -136,7 +161,7 @@ impl Application {
             workers.push(tokio::spawn(webhooks.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(delivery.run(shutdown_rx.clone())));
             workers.push(tokio::spawn(listen_for_events(
-                pool.clone(),
+                database.clone(),
                 vec![notifications.waker()],
                 shutdown_rx.clone(),
             )));
@@ -144,17 +169,17 @@ impl Application {
             workers.push(tokio::spawn(notification_worker.run(shutdown_rx.clone())));
         }
 
-        let users = Users::new(pool.clone());
+        let users = Users::new(database.clone());
         let tickets = TicketService::new(
-            TicketLog::new(pool.clone()),
-            TicketReads::new(pool.clone()),
+            TicketLog::new(database.clone()),
+            TicketReads::new(database.clone()),
             progress,
             notifier.clone(),
             config.read_your_writes(),
             clock.clone(),
         );
         let catalog = CatalogService::new(
-            pool.clone(),
+            database.clone(),
             catalog_progress,
             notifier,
             config.read_your_writes(),
@@ -165,17 +190,17 @@ impl Application {
                 tickets.clone(),
                 catalog.clone(),
                 users.clone(),
-                pool.clone(),
+                database.clone(),
                 &config,
             ),
             tickets,
             catalog,
             auth: Authenticator::new(users.clone()),
             users,
-            webhooks: WebhookStore::new(pool.clone()),
+            webhooks: WebhookStore::new(database.clone()).with_delivery_waker(delivery_waker),
             webhook_allow_private: config.webhook_allow_private,
             webhook_client,
-            database: pool.clone(),
+            database: database.clone(),
             public_url: config.public_url.clone(),
             clock: clock.clone(),
         });
@@ -183,7 +208,7 @@ impl Application {
             // Completes the other side of ticket links after a crash; it polls, as it
             // only has work when the synchronous second write did not happen.
             let link_mirror =
-                Subscription::new(pool.clone(), LinkMirror::new(state.tickets.clone()));
+                Subscription::new(database.clone(), LinkMirror::new(state.tickets.clone()));
             workers.push(tokio::spawn(link_mirror.run(shutdown_rx.clone())));
             // Records SLA breaches as their deadlines pass; its first pass at start-up
             // catches up on deadlines that passed while the server was down.
@@ -191,7 +216,7 @@ impl Application {
             workers.push(tokio::spawn(sla_clock.run(shutdown_rx.clone())));
             // Running hashes over the global log, once a minute (tamper evidence).
             workers.push(tokio::spawn(crate::audit::checkpoints::run(
-                pool.clone(),
+                database.clone(),
                 shutdown_rx.clone(),
             )));
         }
@@ -214,7 +239,7 @@ impl Application {
             addr,
             listener,
             router,
-            pool,
+            db: database,
             shutdown,
             workers,
         })
@@ -228,8 +253,8 @@ impl Application {
         self.addr.port()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Serves until `stop` resolves (Ctrl-C or SIGTERM for `arctyk serve`), then stops

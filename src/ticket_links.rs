@@ -15,9 +15,8 @@ use arctyk_domain::{
     Actor, LinkKind, Role, Status, Ticket, TicketCommand, TicketError, TicketEvent,
 };
 use arctyk_projections::ticket_projection::decode_ticket_event;
-use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent};
+use arctyk_projections::{Conn, Outcome, Processor, ProcessorError, StoredEvent};
 use cqrs_es::Aggregate;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::tickets::{RequestContext, ServiceError, TicketService, Written};
@@ -251,9 +250,13 @@ impl Processor for LinkMirror {
         Self::NAME
     }
 
+    fn writes_on_its_own(&self) -> bool {
+        true
+    }
+
     async fn process(
         &self,
-        _conn: &mut PgConnection,
+        _conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         let mut outcome = Outcome::Ignored;

@@ -12,7 +12,10 @@ use cqrs_es::Aggregate;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use sqlx::PgConnection;
+use sqlx::types::Json;
+use sqlx::{PgConnection, SqliteConnection};
+
+use crate::db::Conn;
 
 use crate::subscription::{Outcome, Processor, ProcessorError, StoredEvent};
 
@@ -160,10 +163,10 @@ impl Processor for CatalogProjection {
 
     async fn process(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
-        let projects = project_kind::<Project>(conn, events).await?;
+        let projects = project_kind::<Project>(conn.reborrow(), events).await?;
         let assets = project_kind::<Asset>(conn, events).await?;
         Ok(
             if projects == Outcome::Applied || assets == Outcome::Applied {
@@ -190,7 +193,7 @@ pub fn decode_catalog_event<E: DeserializeOwned>(
 
 /// Applies the batch's events of one aggregate type to their views and histories.
 async fn project_kind<A: Catalogued>(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     events: &[StoredEvent],
 ) -> Result<Outcome, ProcessorError> {
     let events: Vec<(&StoredEvent, i64, A::Event)> = events
@@ -204,13 +207,28 @@ async fn project_kind<A: Catalogued>(
     let mut ids: Vec<i64> = events.iter().map(|(_, id, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(i64, Value)> = sqlx::query_as(&format!(
-        "SELECT id, state FROM {} WHERE id = ANY($1)",
-        A::VIEWS
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let (mut conn, rows): (Conn<'_>, Vec<(i64, Value)>) = match conn {
+        Conn::Postgres(conn) => {
+            let rows = sqlx::query_as(&format!(
+                "SELECT id, state FROM {} WHERE id = ANY($1)",
+                A::VIEWS
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            (Conn::Postgres(conn), rows)
+        }
+        Conn::Sqlite(conn) => {
+            let rows = sqlx::query_as(&format!(
+                "SELECT id, state FROM {} WHERE id IN (SELECT value FROM json_each($1))",
+                A::VIEWS
+            ))
+            .bind(Json(&ids))
+            .fetch_all(&mut *conn)
+            .await?;
+            (Conn::Sqlite(conn), rows)
+        }
+    };
     let mut states: HashMap<i64, A> = HashMap::with_capacity(ids.len());
     for (id, state) in rows {
         let record = serde_json::from_value(state)
@@ -240,6 +258,24 @@ async fn project_kind<A: Catalogued>(
         });
     }
 
+    let mut rows = Vec::with_capacity(states.len());
+    for record in states.values() {
+        let mut row = record.columns();
+        row["state"] = encode(record)?;
+        rows.push(row);
+    }
+    match conn.reborrow() {
+        Conn::Postgres(conn) => write_postgres::<A>(conn, &history, &rows).await?,
+        Conn::Sqlite(conn) => write_sqlite::<A>(conn, &history, &rows).await?,
+    }
+    Ok(Outcome::Applied)
+}
+
+async fn write_postgres<A: Catalogued>(
+    conn: &mut PgConnection,
+    history: &[HistoryRow<'_>],
+    rows: &[Value],
+) -> Result<(), ProcessorError> {
     sqlx::query(&format!(
         "INSERT INTO {table} ({id_column}, sequence, event, recorded_at, actor, changes)
          SELECT * FROM jsonb_to_recordset($1) AS r(id bigint, sequence bigint, event text,
@@ -251,12 +287,6 @@ async fn project_kind<A: Catalogued>(
     .execute(&mut *conn)
     .await?;
 
-    let mut rows = Vec::with_capacity(states.len());
-    for record in states.values() {
-        let mut row = record.columns();
-        row["state"] = encode(record)?;
-        rows.push(row);
-    }
     let names: Vec<&str> = A::COLUMNS.iter().map(|(name, _)| *name).collect();
     let typed: Vec<String> = A::COLUMNS
         .iter()
@@ -279,5 +309,69 @@ async fn project_kind<A: Catalogued>(
     .bind(encode(&rows)?)
     .execute(&mut *conn)
     .await?;
-    Ok(Outcome::Applied)
+    Ok(())
+}
+
+/// SQLite runs in this process: a statement per row costs microseconds. Columns are bound
+/// by their JSON type, timestamps as timestamps.
+async fn write_sqlite<A: Catalogued>(
+    conn: &mut SqliteConnection,
+    history: &[HistoryRow<'_>],
+    rows: &[Value],
+) -> Result<(), ProcessorError> {
+    let insert_history = format!(
+        "INSERT INTO {table} ({id_column}, sequence, event, recorded_at, actor, changes)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        table = A::HISTORY,
+        id_column = A::HISTORY_ID,
+    );
+    for entry in history {
+        sqlx::query(&insert_history)
+            .bind(entry.id)
+            .bind(entry.sequence)
+            .bind(entry.event)
+            .bind(entry.recorded_at)
+            .bind(entry.actor)
+            .bind(Json(&entry.changes))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let names: Vec<&str> = A::COLUMNS.iter().map(|(name, _)| *name).collect();
+    let placeholders: Vec<String> = (1..=names.len() + 1).map(|i| format!("${i}")).collect();
+    let updates: Vec<String> = names
+        .iter()
+        .filter(|name| **name != "id")
+        .map(|name| format!("{name} = excluded.{name}"))
+        .collect();
+    let upsert = format!(
+        "INSERT INTO {table} ({columns}, state) VALUES ({placeholders})
+         ON CONFLICT (id) DO UPDATE SET {updates}, state = excluded.state",
+        table = A::VIEWS,
+        columns = names.join(", "),
+        placeholders = placeholders.join(", "),
+        updates = updates.join(", "),
+    );
+    for row in rows {
+        let mut query = sqlx::query(&upsert);
+        for (name, kind) in A::COLUMNS {
+            query = match row.get(*name).unwrap_or(&Value::Null) {
+                Value::Null => query.bind(None::<String>),
+                // Bound as sqlx writes timestamps, so that they compare in time order.
+                Value::String(text) if *kind == "timestamptz" => {
+                    let at = DateTime::parse_from_rfc3339(text)
+                        .map_err(|error| ProcessorError::Other(format!("{name}: {error}")))?;
+                    query.bind(at.with_timezone(&Utc))
+                }
+                Value::Bool(value) => query.bind(*value),
+                Value::Number(number) => match number.as_i64() {
+                    Some(value) => query.bind(value),
+                    None => query.bind(number.as_f64()),
+                },
+                Value::String(text) => query.bind(text.as_str()),
+                other => query.bind(Json(other)),
+            };
+        }
+        query.bind(Json(&row["state"])).execute(&mut *conn).await?;
+    }
+    Ok(())
 }

@@ -4,7 +4,11 @@ use arctyk_domain::{Asset, AssetKind, AssetStatus, Project};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{Database, Encode, QueryBuilder, Row, Type};
+
+use crate::db::{Backend, Db};
+use crate::on_read;
+use crate::ticket_reads::push_contains;
 use utoipa::ToSchema;
 
 use crate::ticket_reads::HistoryEntry;
@@ -113,47 +117,37 @@ pub struct AssetFilter {
 
 #[derive(Clone)]
 pub struct CatalogReads {
-    pool: PgPool,
+    db: Db,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(state: Value) -> Result<T, sqlx::Error> {
     serde_json::from_value(state).map_err(|error| sqlx::Error::Decode(Box::new(error)))
 }
 
-fn pattern(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 impl CatalogReads {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: impl Into<Db>) -> Self {
+        Self { db: db.into() }
     }
 
     pub async fn project(&self, id: i64) -> Result<Option<Project>, sqlx::Error> {
-        let state: Option<Value> =
+        let state: Option<Value> = on_read!(&self.db, pool => {
             sqlx::query_scalar("SELECT state FROM project_views WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         state.map(decode).transpose()
     }
 
     /// The id of the project with this key (any case), from the key reservations, which
     /// know a project as soon as it is written.
     pub async fn project_id_by_key(&self, key: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT project_id FROM project_keys WHERE key = upper($1)")
-            .bind(key.trim())
-            .fetch_optional(&self.pool)
-            .await
+        on_read!(&self.db, pool => {
+            sqlx::query_scalar("SELECT project_id FROM project_keys WHERE key = upper($1)")
+                .bind(key.trim())
+                .fetch_optional(pool)
+                .await
+        })
     }
 
     /// Whether `email` reported a ticket in the project: end users may see it then.
@@ -162,14 +156,16 @@ impl CatalogReads {
         project_id: i64,
         email: &str,
     ) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM ticket_views
-                             WHERE project_id = $1 AND lower(reporter) = lower($2))",
-        )
-        .bind(project_id)
-        .bind(email)
-        .fetch_one(&self.pool)
-        .await
+        on_read!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM ticket_views
+                                 WHERE project_id = $1 AND lower(reporter) = lower($2))",
+            )
+            .bind(project_id)
+            .bind(email)
+            .fetch_one(pool)
+            .await
+        })
     }
 
     /// The page of projects the filter selects, by key, and how many match in all.
@@ -177,23 +173,36 @@ impl CatalogReads {
         &self,
         filter: &ProjectFilter,
     ) -> Result<(i64, Vec<Project>), sqlx::Error> {
-        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT state, count(*) OVER () AS total FROM project_views WHERE true",
-        );
-        push_project_filters(&mut query, filter);
-        query.push(" ORDER BY key, id LIMIT ");
-        query.push_bind(filter.limit);
-        query.push(" OFFSET ");
-        query.push_bind(filter.offset);
-        let rows = query.build().fetch_all(&self.pool).await?;
-        if rows.is_empty() && filter.offset > 0 {
-            let mut count: QueryBuilder<Postgres> =
-                QueryBuilder::new("SELECT count(*) FROM project_views WHERE true");
-            push_project_filters(&mut count, filter);
-            let total = count.build_query_scalar().fetch_one(&self.pool).await?;
-            return Ok((total, Vec::new()));
-        }
-        page(rows)
+        let backend = self.db.backend();
+        let (total, states): (i64, Vec<Value>) = on_read!(&self.db, pool => {
+            let mut query = QueryBuilder::new(
+                "SELECT state, count(*) OVER () AS total FROM project_views WHERE true",
+            );
+            push_project_filters(&mut query, filter, backend);
+            query.push(" ORDER BY key, id LIMIT ");
+            query.push_bind(filter.limit);
+            query.push(" OFFSET ");
+            query.push_bind(filter.offset);
+            let rows = query.build().fetch_all(pool).await?;
+            let total = match rows.first() {
+                Some(row) => row.try_get("total")?,
+                None if filter.offset > 0 => {
+                    let mut count = QueryBuilder::new("SELECT count(*) FROM project_views WHERE true");
+                    push_project_filters(&mut count, filter, backend);
+                    count.build_query_scalar().fetch_one(pool).await?
+                }
+                None => 0,
+            };
+            let states = rows
+                .iter()
+                .map(|row| row.try_get("state"))
+                .collect::<Result<Vec<Value>, _>>()?;
+            (total, states)
+        });
+        Ok((
+            total,
+            states.into_iter().map(decode).collect::<Result<_, _>>()?,
+        ))
     }
 
     pub async fn project_history(&self, id: i64) -> Result<Vec<HistoryEntry>, sqlx::Error> {
@@ -206,33 +215,47 @@ impl CatalogReads {
     }
 
     pub async fn asset(&self, id: i64) -> Result<Option<Asset>, sqlx::Error> {
-        let state: Option<Value> =
+        let state: Option<Value> = on_read!(&self.db, pool => {
             sqlx::query_scalar("SELECT state FROM asset_views WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         state.map(decode).transpose()
     }
 
     /// The page of assets the filter selects, by tag, and how many match in all.
     pub async fn assets(&self, filter: &AssetFilter) -> Result<(i64, Vec<Asset>), sqlx::Error> {
-        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT state, count(*) OVER () AS total FROM asset_views WHERE true",
-        );
-        push_asset_filters(&mut query, filter);
-        query.push(" ORDER BY upper(tag), id LIMIT ");
-        query.push_bind(filter.limit);
-        query.push(" OFFSET ");
-        query.push_bind(filter.offset);
-        let rows = query.build().fetch_all(&self.pool).await?;
-        if rows.is_empty() && filter.offset > 0 {
-            let mut count: QueryBuilder<Postgres> =
-                QueryBuilder::new("SELECT count(*) FROM asset_views WHERE true");
-            push_asset_filters(&mut count, filter);
-            let total = count.build_query_scalar().fetch_one(&self.pool).await?;
-            return Ok((total, Vec::new()));
-        }
-        page(rows)
+        let backend = self.db.backend();
+        let (total, states): (i64, Vec<Value>) = on_read!(&self.db, pool => {
+            let mut query = QueryBuilder::new(
+                "SELECT state, count(*) OVER () AS total FROM asset_views WHERE true",
+            );
+            push_asset_filters(&mut query, filter, backend);
+            query.push(" ORDER BY upper(tag), id LIMIT ");
+            query.push_bind(filter.limit);
+            query.push(" OFFSET ");
+            query.push_bind(filter.offset);
+            let rows = query.build().fetch_all(pool).await?;
+            let total = match rows.first() {
+                Some(row) => row.try_get("total")?,
+                None if filter.offset > 0 => {
+                    let mut count = QueryBuilder::new("SELECT count(*) FROM asset_views WHERE true");
+                    push_asset_filters(&mut count, filter, backend);
+                    count.build_query_scalar().fetch_one(pool).await?
+                }
+                None => 0,
+            };
+            let states = rows
+                .iter()
+                .map(|row| row.try_get("state"))
+                .collect::<Result<Vec<Value>, _>>()?;
+            (total, states)
+        });
+        Ok((
+            total,
+            states.into_iter().map(decode).collect::<Result<_, _>>()?,
+        ))
     }
 
     pub async fn asset_history(&self, id: i64) -> Result<Vec<HistoryEntry>, sqlx::Error> {
@@ -245,28 +268,25 @@ impl CatalogReads {
     }
 
     async fn history(&self, sql: &str, id: i64) -> Result<Vec<HistoryEntry>, sqlx::Error> {
-        let rows = sqlx::query(sql).bind(id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(HistoryEntry {
-                    sequence: row.try_get("sequence")?,
-                    event: row.try_get("event")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                    actor: row.try_get("actor")?,
-                    changes: row.try_get("changes")?,
-                })
-            })
-            .collect()
+        on_read!(&self.db, pool => sqlx::query_as(sql).bind(id).fetch_all(pool).await)
     }
 }
 
 /// Appends the filter's conditions to a query over `project_views … WHERE true`.
-fn push_project_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &ProjectFilter) {
+fn push_project_filters<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    filter: &ProjectFilter,
+    backend: Backend,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+{
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        query.push(" AND (key ILIKE ");
-        query.push_bind(pattern(q));
-        query.push(" OR name ILIKE ");
-        query.push_bind(pattern(q));
+        query.push(" AND (");
+        push_contains(query, backend, "key", q);
+        query.push(" OR ");
+        push_contains(query, backend, "name", q);
         query.push(")");
     }
     if let Some(archived) = filter.archived {
@@ -284,26 +304,39 @@ fn push_project_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &Project
 }
 
 /// Appends the filter's conditions to a query over `asset_views … WHERE true`.
-fn push_asset_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &AssetFilter) {
+fn push_asset_filters<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    filter: &AssetFilter,
+    backend: Backend,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+    &'static str: Encode<'a, DB> + Type<DB>,
+{
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        query.push(" AND (tag ILIKE ");
-        query.push_bind(pattern(q));
-        query.push(" OR name ILIKE ");
-        query.push_bind(pattern(q));
-        query.push(" OR serial ILIKE ");
-        query.push_bind(pattern(q));
+        query.push(" AND (");
+        push_contains(query, backend, "tag", q);
+        query.push(" OR ");
+        push_contains(query, backend, "name", q);
+        query.push(" OR ");
+        push_contains(query, backend, "serial", q);
         query.push(")");
     }
     if !filter.kinds.is_empty() {
-        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
-        query.push(" AND kind = ANY(");
-        query.push_bind(kinds);
+        query.push(" AND kind IN (");
+        let mut list = query.separated(", ");
+        for kind in &filter.kinds {
+            list.push_bind(kind.as_str());
+        }
         query.push(")");
     }
     if !filter.statuses.is_empty() {
-        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        query.push(" AND status = ANY(");
-        query.push_bind(statuses);
+        query.push(" AND status IN (");
+        let mut list = query.separated(", ");
+        for status in &filter.statuses {
+            list.push_bind(status.as_str());
+        }
         query.push(")");
     }
     if let Some(owner) = &filter.owner {
@@ -315,19 +348,4 @@ fn push_asset_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &AssetFilt
         query.push(" AND archived = ");
         query.push_bind(archived);
     }
-}
-
-/// Decodes a page of `state, total` rows.
-fn page<T: serde::de::DeserializeOwned>(
-    rows: Vec<sqlx::postgres::PgRow>,
-) -> Result<(i64, Vec<T>), sqlx::Error> {
-    let total = match rows.first() {
-        Some(row) => row.try_get("total")?,
-        None => 0,
-    };
-    let records = rows
-        .into_iter()
-        .map(|row| decode(row.try_get("state")?))
-        .collect::<Result<_, _>>()?;
-    Ok((total, records))
 }

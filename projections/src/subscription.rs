@@ -6,10 +6,11 @@
 //! work and the checkpoint as they were, so an event is neither skipped nor applied
 //! twice. Projections, deliveries and notifications all run on it.
 //!
-//! Global order is `(transaction_id, position)`, read only below the oldest running
-//! transaction (`pg_snapshot_xmin`): `position` alone is handed out before commit, so a
-//! reader that used it would skip an event whose slow transaction commits after a later
-//! position was read.
+//! On PostgreSQL, global order is `(transaction_id, position)`, read only below the
+//! oldest running transaction (`pg_snapshot_xmin`): `position` alone is handed out before
+//! commit, so a reader that used it would skip an event whose slow transaction commits
+//! after a later position was read. On SQLite one connection writes, so positions are
+//! handed out in commit order: an event's `transaction_id` is its `position` there.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,9 +19,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgListener, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
+
+use crate::db::{Conn, Db};
 
 /// The channel the event log's insert trigger notifies.
 pub const EVENTS_CHANNEL: &str = "arctyk_events";
@@ -33,7 +36,7 @@ pub struct LogPosition {
 }
 
 /// One event as the log stores it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredEvent {
     pub position: i64,
     pub transaction_id: i64,
@@ -58,21 +61,6 @@ impl StoredEvent {
     /// A metadata entry (actor, request id, client address …) if present.
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).and_then(Value::as_str)
-    }
-
-    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            position: row.try_get("position")?,
-            transaction_id: row.try_get("transaction_id")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-        })
     }
 }
 
@@ -107,16 +95,24 @@ pub trait Processor: Send + Sync + 'static {
     /// The name of the durable checkpoint; unique per processor.
     fn name(&self) -> &'static str;
 
+    /// Whether the processor writes through commands of its own (idempotent ones) rather
+    /// than through the batch's transaction. On SQLite, where one connection writes, such a
+    /// processor is handed its batch on a reading connection and the checkpoint is stored
+    /// after it, in a transaction of its own: a crash in between makes it redo the batch.
+    fn writes_on_its_own(&self) -> bool {
+        false
+    }
+
     /// Handle one batch, in log order, inside the transaction that will also move the
     /// checkpoint past it. [`Outcome::Ignored`] is a promise that nothing was written.
     fn process(
         &self,
-        conn: &mut PgConnection,
+        conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> impl Future<Output = Result<Outcome, ProcessorError>> + Send;
 }
 
-const SELECT_AFTER: &str = "
+const SELECT_AFTER_POSTGRES: &str = "
 SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
        aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
   FROM events
@@ -125,20 +121,38 @@ SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
  ORDER BY events.transaction_id, events.position
  LIMIT $3";
 
+const SELECT_AFTER_SQLITE: &str = "
+SELECT position, position AS transaction_id, aggregate_type, aggregate_id, sequence,
+       event_type, event_version, payload, metadata, recorded_at
+  FROM events
+ WHERE position > $1
+ ORDER BY position
+ LIMIT $2";
+
 /// Reads up to `limit` events after `after`, in global order, that no running
 /// transaction can still precede.
 pub async fn read_after(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     after: LogPosition,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = sqlx::query(SELECT_AFTER)
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter().map(StoredEvent::from_row).collect()
+    match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(SELECT_AFTER_POSTGRES)
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(conn)
+                .await
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(SELECT_AFTER_SQLITE)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(conn)
+                .await
+        }
+    }
 }
 
 /// Where [`read_records`] continues: after this event of this record.
@@ -154,95 +168,182 @@ pub struct RecordCursor {
 /// For rebuilding models that depend on each record's own events only: every record's
 /// events come together, so each record is written about once.
 pub async fn read_records(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     aggregate_types: &[String],
     horizon: i64,
     after: &RecordCursor,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
-                aggregate_id, sequence, event_type, event_version, payload, metadata,
-                recorded_at
-           FROM events
-          WHERE aggregate_type = ANY($1)
-            AND transaction_id < $2::text::xid8
-            AND (aggregate_type, aggregate_id, sequence) > ($3, $4, $5)
-          ORDER BY aggregate_type, aggregate_id, sequence
-          LIMIT $6",
-    )
-    .bind(aggregate_types)
-    .bind(horizon.to_string())
-    .bind(&after.aggregate_type)
-    .bind(&after.aggregate_id)
-    .bind(after.sequence)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(StoredEvent::from_row).collect()
+    match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(
+                "SELECT position, transaction_id::text::bigint AS transaction_id,
+                        aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, recorded_at
+                   FROM events
+                  WHERE aggregate_type = ANY($1)
+                    AND transaction_id < $2::text::xid8
+                    AND (aggregate_type, aggregate_id, sequence) > ($3, $4, $5)
+                  ORDER BY aggregate_type, aggregate_id, sequence
+                  LIMIT $6",
+            )
+            .bind(aggregate_types)
+            .bind(horizon.to_string())
+            .bind(&after.aggregate_type)
+            .bind(&after.aggregate_id)
+            .bind(after.sequence)
+            .bind(limit)
+            .fetch_all(conn)
+            .await
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(
+                "SELECT position, position AS transaction_id, aggregate_type, aggregate_id,
+                        sequence, event_type, event_version, payload, metadata, recorded_at
+                   FROM events
+                  WHERE aggregate_type IN (SELECT value FROM json_each($1))
+                    AND position < $2
+                    AND (aggregate_type, aggregate_id, sequence) > ($3, $4, $5)
+                  ORDER BY aggregate_type, aggregate_id, sequence
+                  LIMIT $6",
+            )
+            .bind(sqlx::types::Json(aggregate_types))
+            .bind(horizon)
+            .bind(&after.aggregate_type)
+            .bind(&after.aggregate_id)
+            .bind(after.sequence)
+            .bind(limit)
+            .fetch_all(conn)
+            .await
+        }
+    }
+}
+
+/// The first place in the log's global order that no transaction running now can still
+/// fill: everything before it is committed and final. On PostgreSQL the oldest running
+/// transaction; on SQLite, inside a write transaction, the position after the last
+/// event.
+pub async fn horizon(conn: Conn<'_>) -> Result<i64, sqlx::Error> {
+    match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(conn)
+                .await
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_scalar("SELECT coalesce(max(position), 0) + 1 FROM events")
+                .fetch_one(conn)
+                .await
+        }
+    }
+}
+
+/// The place in the global order just before `horizon` (see [`horizon`]): where a reader
+/// that has taken everything before the horizon continues.
+pub fn before_horizon(conn: &Conn<'_>, horizon: i64) -> LogPosition {
+    match conn {
+        Conn::Postgres(_) => LogPosition {
+            transaction_id: horizon - 1,
+            position: i64::MAX,
+        },
+        Conn::Sqlite(_) => LogPosition {
+            transaction_id: horizon - 1,
+            position: horizon - 1,
+        },
+    }
 }
 
 /// Durable checkpoints, one row per subscriber.
 pub mod checkpoints {
     use super::LogPosition;
-    use sqlx::{PgConnection, Row};
+    use crate::db::Conn;
+    use crate::on_conn;
 
-    pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    pub async fn ensure(conn: Conn<'_>, name: &str) -> Result<(), sqlx::Error> {
+        on_conn!(conn, conn => sqlx::query(
             "INSERT INTO subscription_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
         )
         .bind(name)
         .execute(conn)
-        .await?;
-        Ok(())
+        .await
+        .map(|_| ()))
     }
 
-    /// Serialises the subscriber across processes for the rest of the transaction.
-    pub async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('arctyk.subscription.' || $1, 0))",
-        )
-        .bind(name)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn load(conn: &mut PgConnection, name: &str) -> Result<LogPosition, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text::bigint AS transaction_id, position
-               FROM subscription_checkpoints WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
-        match row {
-            Some(row) => Ok(LogPosition {
-                transaction_id: row.try_get("transaction_id")?,
-                position: row.try_get("position")?,
-            }),
-            None => Ok(LogPosition::default()),
+    /// Serialises the subscriber across processes for the rest of the transaction. (On
+    /// SQLite one process writes, one transaction at a time: nothing to do.)
+    pub async fn lock(conn: Conn<'_>, name: &str) -> Result<(), sqlx::Error> {
+        if let Conn::Postgres(conn) = conn {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('arctyk.subscription.' || $1, 0))",
+            )
+            .bind(name)
+            .execute(conn)
+            .await?;
         }
+        Ok(())
     }
 
-    pub async fn store(
-        conn: &mut PgConnection,
-        name: &str,
-        at: LogPosition,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO subscription_checkpoints (name, transaction_id, position, updated_at)
-             VALUES ($1, $2::text::xid8, $3, now())
-             ON CONFLICT (name) DO UPDATE
-                SET transaction_id = excluded.transaction_id,
-                    position = excluded.position,
-                    updated_at = now()",
-        )
-        .bind(name)
-        .bind(at.transaction_id.to_string())
-        .bind(at.position)
-        .execute(conn)
-        .await?;
+    pub async fn load(conn: Conn<'_>, name: &str) -> Result<LogPosition, sqlx::Error> {
+        let row: Option<(i64, i64)> =
+            match conn {
+                Conn::Postgres(conn) => {
+                    sqlx::query_as(
+                        "SELECT transaction_id::text::bigint, position
+                       FROM subscription_checkpoints WHERE name = $1",
+                    )
+                    .bind(name)
+                    .fetch_optional(conn)
+                    .await?
+                }
+                Conn::Sqlite(conn) => sqlx::query_as(
+                    "SELECT transaction_id, position FROM subscription_checkpoints WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(conn)
+                .await?,
+            };
+        Ok(row
+            .map(|(transaction_id, position)| LogPosition {
+                transaction_id,
+                position,
+            })
+            .unwrap_or_default())
+    }
+
+    pub async fn store(conn: Conn<'_>, name: &str, at: LogPosition) -> Result<(), sqlx::Error> {
+        match conn {
+            Conn::Postgres(conn) => {
+                sqlx::query(
+                    "INSERT INTO subscription_checkpoints (name, transaction_id, position, updated_at)
+                     VALUES ($1, $2::text::xid8, $3, now())
+                     ON CONFLICT (name) DO UPDATE
+                        SET transaction_id = excluded.transaction_id,
+                            position = excluded.position,
+                            updated_at = now()",
+                )
+                .bind(name)
+                .bind(at.transaction_id.to_string())
+                .bind(at.position)
+                .execute(conn)
+                .await?;
+            }
+            Conn::Sqlite(conn) => {
+                sqlx::query(
+                    "INSERT INTO subscription_checkpoints (name, transaction_id, position, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (name) DO UPDATE
+                        SET transaction_id = excluded.transaction_id,
+                            position = excluded.position,
+                            updated_at = excluded.updated_at",
+                )
+                .bind(name)
+                .bind(at.transaction_id)
+                .bind(at.position)
+                .bind(chrono::Utc::now())
+                .execute(conn)
+                .await?;
+            }
+        }
         Ok(())
     }
 }
@@ -285,7 +386,7 @@ fn held_back_wait(tries: u32, poll_interval: Duration) -> Duration {
 
 /// Runs one processor over the log.
 pub struct Subscription<P: Processor> {
-    pool: PgPool,
+    db: Db,
     processor: P,
     batch_size: i64,
     poll_interval: Duration,
@@ -305,10 +406,10 @@ pub const DEFERRED_EVENTS: usize = 10_000;
 const IGNORING_PAUSE: Duration = Duration::from_millis(10);
 
 impl<P: Processor> Subscription<P> {
-    pub fn new(pool: PgPool, processor: P) -> Self {
+    pub fn new(db: impl Into<Db>, processor: P) -> Self {
         let (progress, _) = watch::channel(LogPosition::default());
         Self {
-            pool,
+            db: db.into(),
             processor,
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
@@ -342,16 +443,32 @@ impl<P: Processor> Subscription<P> {
     /// Processes one batch in one transaction; returns how many events it handled.
     pub async fn run_batch(&self) -> Result<usize, ProcessorError> {
         let name = self.processor.name();
-        let mut tx = self.pool.begin().await?;
         // This process may have moved past ignored batches without storing it.
         let floor = self.progress.borrow().to_owned();
-        let batch = read_and_process(&mut tx, &self.processor, self.batch_size, floor).await?;
-        let stored = batch.count > 0
-            && (batch.outcome == Outcome::Applied || self.deferred_due(batch.count));
-        if stored {
-            checkpoints::store(&mut tx, name, batch.at).await?;
-        }
-        tx.commit().await?;
+        let (batch, stored) =
+            if self.processor.writes_on_its_own() && matches!(self.db, Db::Sqlite(_)) {
+                let mut conn = self.db.acquire_read().await?;
+                let batch =
+                    read_and_process(conn.conn(), &self.processor, self.batch_size, floor).await?;
+                drop(conn);
+                let stored = self.store_due(&batch);
+                if stored {
+                    let mut tx = self.db.begin().await?;
+                    checkpoints::store(tx.conn(), name, batch.at).await?;
+                    tx.commit().await?;
+                }
+                (batch, stored)
+            } else {
+                let mut tx = self.db.begin().await?;
+                let batch =
+                    read_and_process(tx.conn(), &self.processor, self.batch_size, floor).await?;
+                let stored = self.store_due(&batch);
+                if stored {
+                    checkpoints::store(tx.conn(), name, batch.at).await?;
+                }
+                tx.commit().await?;
+                (batch, stored)
+            };
         if stored {
             self.deferred.store(0, Ordering::Relaxed);
         }
@@ -367,6 +484,11 @@ impl<P: Processor> Subscription<P> {
             moved
         });
         Ok(batch.count)
+    }
+
+    /// Whether the batch's checkpoint is to be stored.
+    fn store_due(&self, batch: &Batch) -> bool {
+        batch.count > 0 && (batch.outcome == Outcome::Applied || self.deferred_due(batch.count))
     }
 
     /// Counts `events` ignored without storing the checkpoint; true when it is time to
@@ -389,7 +511,11 @@ impl<P: Processor> Subscription<P> {
 
     /// Whether the log holds events after the checkpoint that the last read could not
     /// take yet, because a transaction that started before they committed still runs.
+    /// (Never on SQLite, where events are read as they commit.)
     async fn held_back(&self) -> Result<bool, sqlx::Error> {
+        let Db::Postgres(pool) = &self.db else {
+            return Ok(false);
+        };
         let at = self.progress.borrow().to_owned();
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events
@@ -397,7 +523,7 @@ impl<P: Processor> Subscription<P> {
         )
         .bind(at.transaction_id.to_string())
         .bind(at.position)
-        .fetch_one(&self.pool)
+        .fetch_one(pool)
         .await
     }
 
@@ -462,11 +588,17 @@ impl<P: Processor> Subscription<P> {
 /// One batch inside a caller's transaction: lock the subscriber, read after its
 /// checkpoint, process, move the checkpoint. Returns the checkpoint and the count.
 pub async fn process_batch<P: Processor>(
-    conn: &mut PgConnection,
+    mut conn: Conn<'_>,
     processor: &P,
     batch_size: i64,
 ) -> Result<(LogPosition, usize), ProcessorError> {
-    let batch = read_and_process(conn, processor, batch_size, LogPosition::default()).await?;
+    let batch = read_and_process(
+        conn.reborrow(),
+        processor,
+        batch_size,
+        LogPosition::default(),
+    )
+    .await?;
     if batch.count > 0 {
         checkpoints::store(conn, processor.name(), batch.at).await?;
     }
@@ -484,15 +616,15 @@ struct Batch {
 /// Locks the subscriber, reads after its stored checkpoint (or after `floor`, when that
 /// is later) and processes what it read.
 async fn read_and_process<P: Processor>(
-    conn: &mut PgConnection,
+    mut conn: Conn<'_>,
     processor: &P,
     batch_size: i64,
     floor: LogPosition,
 ) -> Result<Batch, ProcessorError> {
     let name = processor.name();
-    checkpoints::lock(conn, name).await?;
-    let from = checkpoints::load(conn, name).await?.max(floor);
-    let events = read_after(conn, from, batch_size).await?;
+    checkpoints::lock(conn.reborrow(), name).await?;
+    let from = checkpoints::load(conn.reborrow(), name).await?.max(floor);
+    let events = read_after(conn.reborrow(), from, batch_size).await?;
     let Some(last) = events.last().map(StoredEvent::log_position) else {
         return Ok(Batch {
             at: from,
@@ -511,21 +643,22 @@ async fn read_and_process<P: Processor>(
 /// Wakes subscriptions when another process appended to the log, reconnecting on
 /// failure. Subscriptions also poll, so a lost notification delays them, never stalls
 /// them.
-pub async fn listen_for_events(
-    pool: PgPool,
-    wakers: Vec<Arc<Notify>>,
-    shutdown: watch::Receiver<bool>,
-) {
-    listen(pool, EVENTS_CHANNEL, wakers, shutdown).await
+pub async fn listen_for_events(db: Db, wakers: Vec<Arc<Notify>>, shutdown: watch::Receiver<bool>) {
+    listen(db, EVENTS_CHANNEL, wakers, shutdown).await
 }
 
-/// Wakes `wakers` on each notification on `channel`, reconnecting on failure.
+/// Wakes `wakers` on each notification on `channel`, reconnecting on failure. On SQLite
+/// there is no other process to hear from: it only waits for `shutdown`.
 pub async fn listen(
-    pool: PgPool,
+    db: Db,
     channel: &'static str,
     wakers: Vec<Arc<Notify>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Db::Postgres(pool) = db else {
+        let _ = shutdown.changed().await;
+        return;
+    };
     loop {
         let connected = forward_notifications(&pool, channel, &wakers);
         tokio::select! {
@@ -581,8 +714,13 @@ impl LogNotifier {
         self.remote.notify_one();
     }
 
-    /// Sends the coalesced notifications until `shutdown` fires.
-    pub async fn run(self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+    /// Sends the coalesced notifications until `shutdown` fires (on PostgreSQL; on SQLite
+    /// no other process reads the log).
+    pub async fn run(self, db: Db, mut shutdown: watch::Receiver<bool>) {
+        let Db::Postgres(pool) = db else {
+            let _ = shutdown.changed().await;
+            return;
+        };
         loop {
             tokio::select! {
                 _ = self.remote.notified() => {}

@@ -13,10 +13,11 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::copy_rows::CopyRows;
+use crate::db::Conn;
 use crate::subscription::{Outcome, Processor, ProcessorError, StoredEvent};
 use crate::ticket_document::TicketDocument;
 
@@ -110,7 +111,7 @@ impl Processor for TicketProjection {
 
     async fn process(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         let events: Vec<(&StoredEvent, TicketEvent)> = events
@@ -121,7 +122,7 @@ impl Processor for TicketProjection {
         if events.is_empty() {
             return Ok(Outcome::Ignored);
         }
-        let mut tickets = load_states(conn, &events).await?;
+        let mut tickets = load_states(conn.reborrow(), &events).await?;
         let mut history = Vec::with_capacity(events.len());
         let mut new_comments: Vec<CommentRow> = Vec::new();
         let mut edits: HashMap<Uuid, CommentEdit> = HashMap::new();
@@ -186,61 +187,171 @@ impl Processor for TicketProjection {
             }
         }
 
-        let mut rows = CopyRows::new();
-        for entry in &history {
-            rows.int(entry.ticket_number)
-                .int(entry.sequence)
-                .text(entry.event)
-                .time(entry.recorded_at)
-                .text(entry.actor)
-                .json(&entry.changes)
-                .map_err(other)?
-                .bool(entry.internal)
-                .end_row();
+        // Comments live in their own table; the row keeps the ticket's own fields.
+        for ticket in tickets.values_mut() {
+            ticket.comments.clear();
         }
-        rows.copy_into(
-            conn,
-            "COPY ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, \
-             internal) FROM STDIN",
-        )
-        .await?;
-        let mut rows = CopyRows::new();
-        for comment in &new_comments {
-            rows.text(&comment.id.to_string())
-                .int(comment.ticket_number)
-                .int(comment.seq)
-                .text(&comment.author)
-                .text(&comment.body)
-                .text(comment.visibility)
-                .time(comment.created_at)
-                .optional_time(comment.edited_at)
-                .end_row();
+        let changes = Changes {
+            history,
+            new_comments,
+            edits,
+            tickets,
+        };
+        match conn {
+            Conn::Postgres(conn) => write_postgres(conn, &changes).await?,
+            Conn::Sqlite(conn) => write_sqlite(conn, &changes).await?,
         }
-        rows.copy_into(
-            conn,
-            "COPY ticket_comments (id, ticket_number, seq, author, body, visibility, created_at, \
-             edited_at) FROM STDIN",
-        )
-        .await?;
-        if !edits.is_empty() {
-            let edits: Vec<&CommentEdit> = edits.values().collect();
-            sqlx::query(
-                "UPDATE ticket_comments c SET body = r.body, edited_at = r.edited_at
-                   FROM jsonb_to_recordset($1) AS r(id uuid, body text, edited_at timestamptz)
-                  WHERE c.id = r.id",
-            )
-            .bind(Json(&edits))
-            .execute(&mut *conn)
-            .await?;
-        }
-        save_states(conn, &tickets).await?;
         Ok(Outcome::Applied)
     }
 }
 
+/// What a batch changes in the read models.
+struct Changes<'a> {
+    history: Vec<HistoryRow<'a>>,
+    new_comments: Vec<CommentRow>,
+    edits: HashMap<Uuid, CommentEdit>,
+    tickets: HashMap<&'a str, Ticket>,
+}
+
+async fn write_postgres(
+    conn: &mut PgConnection,
+    changes: &Changes<'_>,
+) -> Result<(), ProcessorError> {
+    let mut rows = CopyRows::new();
+    for entry in &changes.history {
+        rows.int(entry.ticket_number)
+            .int(entry.sequence)
+            .text(entry.event)
+            .time(entry.recorded_at)
+            .text(entry.actor)
+            .json(&entry.changes)
+            .map_err(other)?
+            .bool(entry.internal)
+            .end_row();
+    }
+    rows.copy_into(
+        conn,
+        "COPY ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, \
+         internal) FROM STDIN",
+    )
+    .await?;
+    let mut rows = CopyRows::new();
+    for comment in &changes.new_comments {
+        rows.text(&comment.id.to_string())
+            .int(comment.ticket_number)
+            .int(comment.seq)
+            .text(&comment.author)
+            .text(&comment.body)
+            .text(comment.visibility)
+            .time(comment.created_at)
+            .optional_time(comment.edited_at)
+            .end_row();
+    }
+    rows.copy_into(
+        conn,
+        "COPY ticket_comments (id, ticket_number, seq, author, body, visibility, created_at, \
+         edited_at) FROM STDIN",
+    )
+    .await?;
+    if !changes.edits.is_empty() {
+        let edits: Vec<&CommentEdit> = changes.edits.values().collect();
+        sqlx::query(
+            "UPDATE ticket_comments c SET body = r.body, edited_at = r.edited_at
+               FROM jsonb_to_recordset($1) AS r(id uuid, body text, edited_at timestamptz)
+              WHERE c.id = r.id",
+        )
+        .bind(Json(&edits))
+        .execute(&mut *conn)
+        .await?;
+    }
+    save_states(conn, &changes.tickets).await
+}
+
+/// SQLite runs in this process: a prepared statement per row costs microseconds, so rows
+/// are written one by one.
+async fn write_sqlite(
+    conn: &mut SqliteConnection,
+    changes: &Changes<'_>,
+) -> Result<(), ProcessorError> {
+    for entry in &changes.history {
+        sqlx::query(
+            "INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor,
+                                         changes, internal)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(entry.ticket_number)
+        .bind(entry.sequence)
+        .bind(entry.event)
+        .bind(entry.recorded_at)
+        .bind(entry.actor)
+        .bind(Json(&entry.changes))
+        .bind(entry.internal)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for comment in &changes.new_comments {
+        sqlx::query(
+            "INSERT INTO ticket_comments (id, ticket_number, seq, author, body, visibility,
+                                          created_at, edited_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(comment.id)
+        .bind(comment.ticket_number)
+        .bind(comment.seq)
+        .bind(&comment.author)
+        .bind(&comment.body)
+        .bind(comment.visibility)
+        .bind(comment.created_at)
+        .bind(comment.edited_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for edit in changes.edits.values() {
+        sqlx::query("UPDATE ticket_comments SET body = $1, edited_at = $2 WHERE id = $3")
+            .bind(&edit.body)
+            .bind(edit.edited_at)
+            .bind(edit.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for row in view_rows(&changes.tickets)? {
+        sqlx::query(
+            "INSERT INTO ticket_views (number, aggregate_id, title, description, status,
+                                       priority, reporter, assignee, project_id, created_at,
+                                       updated_at, version, next_sla_due_at, state, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (number) DO UPDATE SET
+                title = excluded.title, description = excluded.description,
+                status = excluded.status, priority = excluded.priority,
+                reporter = excluded.reporter, assignee = excluded.assignee,
+                project_id = excluded.project_id, updated_at = excluded.updated_at,
+                version = excluded.version, next_sla_due_at = excluded.next_sla_due_at,
+                state = excluded.state, body = excluded.body",
+        )
+        .bind(row.number)
+        .bind(row.aggregate_id)
+        .bind(row.title)
+        .bind(row.description)
+        .bind(row.status)
+        .bind(row.priority)
+        .bind(row.reporter)
+        .bind(row.assignee)
+        .bind(row.project_id)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.version)
+        .bind(row.next_sla_due_at)
+        .bind(Json(row.state))
+        .bind(&row.body)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// The touched tickets as the read model has them (absent ones start empty).
 async fn load_states<'a>(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     events: &[(&'a StoredEvent, TicketEvent)],
 ) -> Result<HashMap<&'a str, Ticket>, ProcessorError> {
     let mut ids: Vec<&str> = events
@@ -249,11 +360,25 @@ async fn load_states<'a>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(String, Json<Ticket>)> =
-        sqlx::query_as("SELECT aggregate_id, state FROM ticket_views WHERE aggregate_id = ANY($1)")
+    let rows: Vec<(String, Json<Ticket>)> = match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(
+                "SELECT aggregate_id, state FROM ticket_views WHERE aggregate_id = ANY($1)",
+            )
             .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
+            .fetch_all(conn)
+            .await?
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(
+                "SELECT aggregate_id, state FROM ticket_views
+                  WHERE aggregate_id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(Json(&ids))
+            .fetch_all(conn)
+            .await?
+        }
+    };
     let mut states: HashMap<String, Ticket> = rows
         .into_iter()
         .map(|(id, Json(ticket))| (id, ticket))
@@ -264,21 +389,13 @@ async fn load_states<'a>(
         .collect())
 }
 
-async fn save_states(
-    conn: &mut PgConnection,
-    tickets: &HashMap<&str, Ticket>,
-) -> Result<(), ProcessorError> {
-    // Comments live in their own table; the row keeps the ticket's own fields.
-    let states: Vec<(&str, Ticket)> = tickets
-        .iter()
-        .map(|(aggregate_id, ticket)| {
-            let mut state = ticket.clone();
-            state.comments.clear();
-            (*aggregate_id, state)
-        })
-        .collect();
-    let mut rows = Vec::with_capacity(states.len());
-    for (aggregate_id, ticket) in &states {
+/// The view rows of `tickets`. Comments live in their own table; the row keeps the
+/// ticket's own fields.
+fn view_rows<'a>(
+    tickets: &'a HashMap<&'a str, Ticket>,
+) -> Result<Vec<ViewRow<'a>>, ProcessorError> {
+    let mut rows = Vec::with_capacity(tickets.len());
+    for (aggregate_id, ticket) in tickets {
         let body = serde_json::to_string(&TicketDocument::from(ticket.clone()))
             .map_err(|error| ProcessorError::Other(error.to_string()))?;
         rows.push(ViewRow {
@@ -299,6 +416,14 @@ async fn save_states(
             body,
         });
     }
+    Ok(rows)
+}
+
+async fn save_states(
+    conn: &mut PgConnection,
+    tickets: &HashMap<&str, Ticket>,
+) -> Result<(), ProcessorError> {
+    let rows = view_rows(tickets)?;
     sqlx::query(
         "INSERT INTO ticket_views (number, aggregate_id, title, description, status, priority,
                                    reporter, assignee, project_id, created_at, updated_at,

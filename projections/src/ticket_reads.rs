@@ -4,7 +4,10 @@ use arctyk_domain::{Comment, Priority, Status, Ticket, Visibility};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{Database, Encode, QueryBuilder, Row, Type};
+
+use crate::db::{Backend, Db};
+use crate::on_read;
 use uuid::Uuid;
 
 /// Whom a ticket list is restricted to by assignment.
@@ -42,7 +45,7 @@ pub struct TicketRow {
 }
 
 /// One entry of a ticket's history.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HistoryEntry {
     pub sequence: i64,
     pub event: String,
@@ -53,7 +56,7 @@ pub struct HistoryEntry {
 
 #[derive(Clone)]
 pub struct TicketReads {
-    pool: PgPool,
+    db: Db,
 }
 
 fn decode_state(state: Value) -> Result<Ticket, sqlx::Error> {
@@ -62,6 +65,26 @@ fn decode_state(state: Value) -> Result<Ticket, sqlx::Error> {
 
 fn raw(body: String) -> Result<Box<RawValue>, sqlx::Error> {
     RawValue::from_string(body).map_err(|error| sqlx::Error::Decode(Box::new(error)))
+}
+
+/// Appends `column` contains `text`, ignoring case (SQLite ignores the case of ASCII
+/// letters only; PostgreSQL of all).
+pub(crate) fn push_contains<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    backend: Backend,
+    column: &str,
+    text: &str,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    query.push(column);
+    query.push(match backend {
+        Backend::Postgres => " ILIKE ",
+        Backend::Sqlite => " LIKE ",
+    });
+    query.push_bind(escape_like(text));
+    query.push(" ESCAPE '\\'");
 }
 
 fn escape_like(text: &str) -> String {
@@ -92,27 +115,37 @@ pub fn number_in(q: &str) -> Option<i64> {
 }
 
 impl TicketReads {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: impl Into<Db>) -> Self {
+        Self { db: db.into() }
+    }
+
+    /// `body` as text: PostgreSQL stores it as `json`, SQLite as text.
+    fn body_text(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => "body::text",
+            Backend::Sqlite => "body",
+        }
     }
 
     pub async fn get(&self, number: i64) -> Result<Option<Ticket>, sqlx::Error> {
-        let state: Option<Value> =
+        let state: Option<Value> = on_read!(&self.db, pool => {
             sqlx::query_scalar("SELECT state FROM ticket_views WHERE number = $1")
                 .bind(number)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         state.map(decode_state).transpose()
     }
 
     /// The ticket's stored API document.
     pub async fn document(&self, number: i64) -> Result<Option<TicketRow>, sqlx::Error> {
-        let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT reporter, version, body::text FROM ticket_views WHERE number = $1",
-        )
-        .bind(number)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT reporter, version, {} FROM ticket_views WHERE number = $1",
+            self.body_text()
+        );
+        let row: Option<(String, i64, String)> = on_read!(&self.db, pool => {
+            sqlx::query_as(&sql).bind(number).fetch_optional(pool).await?
+        });
         row.map(|(reporter, version, body)| {
             Ok(TicketRow {
                 reporter,
@@ -129,30 +162,36 @@ impl TicketReads {
         &self,
         filter: &TicketFilter,
     ) -> Result<(i64, Vec<Box<RawValue>>), sqlx::Error> {
-        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT body::text AS body, count(*) OVER () AS total FROM ticket_views WHERE true",
+        let select = format!(
+            "SELECT {} AS body, count(*) OVER () AS total FROM ticket_views WHERE true",
+            self.body_text()
         );
-        push_filters(&mut query, filter);
-        query.push(" ORDER BY number DESC LIMIT ");
-        query.push_bind(filter.limit);
-        query.push(" OFFSET ");
-        query.push_bind(filter.offset);
-        let rows = query.build().fetch_all(&self.pool).await?;
-        let total = match rows.first() {
-            Some(row) => row.try_get("total")?,
-            // Past the last page the window has no row to count with.
-            None if filter.offset > 0 => {
-                let mut count: QueryBuilder<Postgres> =
-                    QueryBuilder::new("SELECT count(*) FROM ticket_views WHERE true");
-                push_filters(&mut count, filter);
-                count.build_query_scalar().fetch_one(&self.pool).await?
-            }
-            None => 0,
-        };
-        let tickets = rows
-            .into_iter()
-            .map(|row| raw(row.try_get("body")?))
-            .collect::<Result<_, _>>()?;
+        let backend = self.db.backend();
+        let (total, rows): (i64, Vec<String>) = on_read!(&self.db, pool => {
+            let mut query = QueryBuilder::new(select);
+            push_filters(&mut query, filter, backend);
+            query.push(" ORDER BY number DESC LIMIT ");
+            query.push_bind(filter.limit);
+            query.push(" OFFSET ");
+            query.push_bind(filter.offset);
+            let rows = query.build().fetch_all(pool).await?;
+            let total = match rows.first() {
+                Some(row) => row.try_get("total")?,
+                // Past the last page the window has no row to count with.
+                None if filter.offset > 0 => {
+                    let mut count = QueryBuilder::new("SELECT count(*) FROM ticket_views WHERE true");
+                    push_filters(&mut count, filter, backend);
+                    count.build_query_scalar().fetch_one(pool).await?
+                }
+                None => 0,
+            };
+            let bodies = rows
+                .iter()
+                .map(|row| row.try_get("body"))
+                .collect::<Result<Vec<String>, _>>()?;
+            (total, bodies)
+        });
+        let tickets = rows.into_iter().map(raw).collect::<Result<_, _>>()?;
         Ok((total, tickets))
     }
 
@@ -161,29 +200,33 @@ impl TicketReads {
         number: i64,
         include_internal: bool,
     ) -> Result<Vec<Comment>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT id, author, body, visibility, created_at, edited_at
-               FROM ticket_comments
-              WHERE ticket_number = $1 AND ($2 OR visibility = 'public')
-              ORDER BY seq",
-        )
-        .bind(number)
-        .bind(include_internal)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(comment_from_row).collect()
+        let rows: Vec<CommentRow> = on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT id, author, body, visibility, created_at, edited_at
+                   FROM ticket_comments
+                  WHERE ticket_number = $1 AND ($2 OR visibility = 'public')
+                  ORDER BY seq",
+            )
+            .bind(number)
+            .bind(include_internal)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(CommentRow::into_comment).collect()
     }
 
     pub async fn comment(&self, number: i64, id: Uuid) -> Result<Option<Comment>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT id, author, body, visibility, created_at, edited_at
-               FROM ticket_comments WHERE ticket_number = $1 AND id = $2",
-        )
-        .bind(number)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(comment_from_row).transpose()
+        let row: Option<CommentRow> = on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT id, author, body, visibility, created_at, edited_at
+                   FROM ticket_comments WHERE ticket_number = $1 AND id = $2",
+            )
+            .bind(number)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(CommentRow::into_comment).transpose()
     }
 
     pub async fn history(
@@ -191,27 +234,18 @@ impl TicketReads {
         number: i64,
         include_internal: bool,
     ) -> Result<Vec<HistoryEntry>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT sequence, event, recorded_at, actor, changes
-               FROM ticket_history
-              WHERE ticket_number = $1 AND ($2 OR NOT internal)
-              ORDER BY sequence",
-        )
-        .bind(number)
-        .bind(include_internal)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(HistoryEntry {
-                    sequence: row.try_get("sequence")?,
-                    event: row.try_get("event")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                    actor: row.try_get("actor")?,
-                    changes: row.try_get("changes")?,
-                })
-            })
-            .collect()
+        Ok(on_read!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT sequence, event, recorded_at, actor, changes
+                   FROM ticket_history
+                  WHERE ticket_number = $1 AND ($2 OR NOT internal)
+                  ORDER BY sequence",
+            )
+            .bind(number)
+            .bind(include_internal)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 }
 
@@ -219,14 +253,16 @@ impl TicketReads {
     /// The tickets whose next SLA deadline is at or before `now`, earliest first: what the
     /// SLA clock has to record.
     pub async fn sla_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT number FROM ticket_views WHERE next_sla_due_at <= $1
-              ORDER BY next_sla_due_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
+        on_read!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT number FROM ticket_views WHERE next_sla_due_at <= $1
+                  ORDER BY next_sla_due_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
     }
 
     /// The tickets that name `asset_id` among their assets, newest first, as stored API
@@ -236,16 +272,33 @@ impl TicketReads {
         asset_id: i64,
         reporter: Option<&str>,
     ) -> Result<Vec<Box<RawValue>>, sqlx::Error> {
-        let bodies: Vec<String> = sqlx::query_scalar(
-            "SELECT body::text FROM ticket_views
-              WHERE state -> 'asset_ids' @> jsonb_build_array($1::bigint)
-                AND ($2::text IS NULL OR lower(reporter) = lower($2))
-              ORDER BY number DESC",
-        )
-        .bind(asset_id)
-        .bind(reporter)
-        .fetch_all(&self.pool)
-        .await?;
+        let bodies: Vec<String> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT body::text FROM ticket_views
+                      WHERE state -> 'asset_ids' @> jsonb_build_array($1::bigint)
+                        AND ($2::text IS NULL OR lower(reporter) = lower($2))
+                      ORDER BY number DESC",
+                )
+                .bind(asset_id)
+                .bind(reporter)
+                .fetch_all(pool)
+                .await?
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_scalar(
+                    "SELECT body FROM ticket_views
+                      WHERE EXISTS (SELECT 1 FROM json_each(state, '$.asset_ids')
+                                     WHERE value = $1)
+                        AND ($2 IS NULL OR lower(reporter) = lower($2))
+                      ORDER BY number DESC",
+                )
+                .bind(asset_id)
+                .bind(reporter)
+                .fetch_all(&sqlite.read)
+                .await?
+            }
+        };
         bodies.into_iter().map(raw).collect()
     }
 }
@@ -256,13 +309,18 @@ const OVERDUE: &str = "(status NOT IN ('resolved', 'closed')
            OR state ->> 'resolution_breached_at' IS NOT NULL))";
 
 /// Appends the filter's conditions to a query over `ticket_views … WHERE true`.
-fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
+fn push_filters<'a, DB>(query: &mut QueryBuilder<'a, DB>, filter: &TicketFilter, backend: Backend)
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'static str: Encode<'a, DB> + Type<DB>,
+{
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let pattern = escape_like(q);
-        query.push(" AND (title ILIKE ");
-        query.push_bind(pattern.clone());
-        query.push(" OR description ILIKE ");
-        query.push_bind(pattern);
+        query.push(" AND (");
+        push_contains(query, backend, "title", q);
+        query.push(" OR ");
+        push_contains(query, backend, "description", q);
         if let Some(number) = number_in(q) {
             query.push(" OR number = ");
             query.push_bind(number);
@@ -270,15 +328,19 @@ fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
         query.push(")");
     }
     if !filter.statuses.is_empty() {
-        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        query.push(" AND status = ANY(");
-        query.push_bind(statuses);
+        query.push(" AND status IN (");
+        let mut list = query.separated(", ");
+        for status in &filter.statuses {
+            list.push_bind(status.as_str());
+        }
         query.push(")");
     }
     if !filter.priorities.is_empty() {
-        let priorities: Vec<&str> = filter.priorities.iter().map(|p| p.as_str()).collect();
-        query.push(" AND priority = ANY(");
-        query.push_bind(priorities);
+        query.push(" AND priority IN (");
+        let mut list = query.separated(", ");
+        for priority in &filter.priorities {
+            list.push_bind(priority.as_str());
+        }
         query.push(")");
     }
     match &filter.assigned {
@@ -310,18 +372,31 @@ fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &TicketFilter) {
     }
 }
 
-fn comment_from_row(row: &sqlx::postgres::PgRow) -> Result<Comment, sqlx::Error> {
-    let visibility: String = row.try_get("visibility")?;
-    Ok(Comment {
-        id: row.try_get("id")?,
-        author: row.try_get("author")?,
-        body: row.try_get("body")?,
-        visibility: visibility
-            .parse::<Visibility>()
-            .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
-        created_at: row.try_get("created_at")?,
-        edited_at: row.try_get("edited_at")?,
-    })
+/// A comment as `ticket_comments` stores it.
+#[derive(sqlx::FromRow)]
+struct CommentRow {
+    id: Uuid,
+    author: String,
+    body: String,
+    visibility: String,
+    created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+}
+
+impl CommentRow {
+    fn into_comment(self) -> Result<Comment, sqlx::Error> {
+        Ok(Comment {
+            id: self.id,
+            author: self.author,
+            body: self.body,
+            visibility: self
+                .visibility
+                .parse::<Visibility>()
+                .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+            created_at: self.created_at,
+            edited_at: self.edited_at,
+        })
+    }
 }
 
 #[cfg(test)]

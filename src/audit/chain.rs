@@ -12,20 +12,26 @@ use crate::store::event_feed::FeedEvent;
 /// the first) followed by the event's canonical bytes: aggregate type, aggregate id,
 /// sequence, event type, event version, payload text and metadata text, joined by `\n`.
 pub fn event_hash(previous: &[u8], event: &FeedEvent) -> [u8; 32] {
+    chain_hash(
+        previous,
+        [
+            event.aggregate_type.as_str(),
+            event.aggregate_id.as_str(),
+            event.sequence.to_string().as_str(),
+            event.event.as_str(),
+            event.event_version.as_str(),
+            event.payload.get(),
+            event.metadata.get(),
+        ],
+    )
+}
+
+/// SHA-256 of `previous` followed by the canonical parts (aggregate type, aggregate id,
+/// sequence, event type, event version, payload text, metadata text) joined by `\n`.
+pub fn chain_hash(previous: &[u8], parts: [&str; 7]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
-    for (i, part) in [
-        event.aggregate_type.as_str(),
-        event.aggregate_id.as_str(),
-        event.sequence.to_string().as_str(),
-        event.event.as_str(),
-        event.event_version.as_str(),
-        event.payload.get(),
-        event.metadata.get(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, part) in parts.into_iter().enumerate() {
         if i > 0 {
             hasher.update(b"\n");
         }

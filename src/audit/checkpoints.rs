@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent, Subscription};
-use sqlx::{PgConnection, PgPool};
+use arctyk_projections::{Conn, Db, Outcome, Processor, ProcessorError, StoredEvent, Subscription};
 use tokio::sync::watch;
 
 use super::chain::RunningHash;
@@ -34,14 +33,14 @@ impl Processor for AuditCheckpoints {
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     async fn process(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         let Some(last) = events.last() else {
             return Ok(Outcome::Ignored);
         };
         let positions: Vec<i64> = events.iter().map(|event| event.position).collect();
-        let hashes = audit_checkpoints::event_hashes(conn, &positions).await?;
+        let hashes = audit_checkpoints::event_hashes(conn.reborrow(), &positions).await?;
         if hashes.len() != events.len() {
             return Err(ProcessorError::Other(format!(
                 "{} of {} events of the batch have a hash",
@@ -49,7 +48,7 @@ impl Processor for AuditCheckpoints {
                 events.len()
             )));
         }
-        let previous = audit_checkpoints::latest_hash(conn)
+        let previous = audit_checkpoints::latest_hash(conn.reborrow())
             .await?
             .unwrap_or_default();
         let mut running = RunningHash::after(&previous);
@@ -69,18 +68,18 @@ impl Processor for AuditCheckpoints {
 
 /// Takes checkpoints up to the readable end of the log now; returns how many events they
 /// cover. The server calls it every [`INTERVAL`]; tests call it to get a checkpoint at
-/// once.
-pub async fn checkpoint_now(pool: &PgPool) -> Result<usize, ProcessorError> {
-    Subscription::new(pool.clone(), AuditCheckpoints)
+/// once. `db` is a [`Db`] or a PostgreSQL pool.
+pub async fn checkpoint_now(db: &(impl Clone + Into<Db>)) -> Result<usize, ProcessorError> {
+    Subscription::new(db.clone(), AuditCheckpoints)
         .with_batch_size(BATCH)
         .catch_up()
         .await
 }
 
 /// Takes checkpoints at start and every [`INTERVAL`] until `shutdown` fires.
-pub async fn run(pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(db: Db, mut shutdown: watch::Receiver<bool>) {
     loop {
-        if let Err(error) = checkpoint_now(&pool).await {
+        if let Err(error) = checkpoint_now(&db).await {
             tracing::error!(%error, "audit checkpoint failed; will retry");
         }
         tokio::select! {

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::pin::pin;
 
-use arctyk_projections::LogPosition;
+use arctyk_projections::{Db, LogPosition};
 use futures::StreamExt;
 use sqlx::PgPool;
 
@@ -122,49 +122,103 @@ impl CheckpointCheck {
     }
 }
 
+/// The verification of the log in the database, event by event in global order.
+struct LogCheck {
+    report: Report,
+    chains: ChainChecker,
+    checkpoints: CheckpointCheck,
+    cursor: LogPosition,
+}
+
+impl LogCheck {
+    fn new(checkpoints: Vec<Checkpoint>) -> Self {
+        Self {
+            report: Report::default(),
+            chains: ChainChecker::new(),
+            checkpoints: CheckpointCheck::new(checkpoints),
+            cursor: LogPosition::default(),
+        }
+    }
+
+    /// Checks every event after the last one checked that is readable now.
+    async fn read_on(&mut self, feed: &EventFeed) -> Result<(), sqlx::Error> {
+        let mut chunks = pin!(feed.chunks(self.cursor, CHUNK));
+        while let Some(chunk) = chunks.next().await {
+            for event in chunk? {
+                self.event(&event);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads on until no transaction before `horizon` (the first transaction that had not
+    /// started when the verification began) still runs, so that every event committed by
+    /// then is checked.
+    async fn read_until_settled(
+        &mut self,
+        pool: &PgPool,
+        feed: &EventFeed,
+        horizon: i64,
+    ) -> Result<(), sqlx::Error> {
+        loop {
+            let oldest_running: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(pool)
+                    .await?;
+            let settled = oldest_running >= horizon;
+            self.read_on(feed).await?;
+            if settled {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn event(&mut self, event: &FeedEvent) {
+        self.report.events += 1;
+        if let Some(finding) = self.chains.check(event) {
+            self.report.add(finding);
+        }
+        let stored = parse_hex(&event.hash).unwrap_or_default();
+        self.checkpoints
+            .event(event.log_position(), &stored, &mut self.report);
+        self.cursor = event.log_position();
+    }
+
+    fn finish(mut self) -> Report {
+        self.report.checkpoints = Some(self.checkpoints.finish(&mut self.report));
+        self.report.records = self.chains.records();
+        self.report
+    }
+}
+
 /// Verifies the log in the database: every event's hash, every record's sequences and
 /// every checkpoint.
 ///
-/// The log is read with the subscribers' visibility rule (an event is read once no
-/// running transaction can precede it), so that a late commit can never land behind the
-/// reader and pass for a gap. The reader then waits for the transactions that were
-/// running when it started, so that every event committed by then is verified.
-pub async fn verify_database(pool: &PgPool) -> Result<Report, sqlx::Error> {
-    let horizon: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-            .fetch_one(pool)
-            .await?;
-    let mut report = Report::default();
-    let mut chains = ChainChecker::new();
-    let mut checkpoints = CheckpointCheck::new(audit_checkpoints::all(pool).await?);
-    let feed = EventFeed::new(pool.clone());
-    let mut cursor = LogPosition::default();
-    loop {
-        let oldest_running: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(pool)
-                .await?;
-        let settled = oldest_running >= horizon;
-        let mut chunks = pin!(feed.chunks(cursor, CHUNK));
-        while let Some(chunk) = chunks.next().await {
-            for event in chunk? {
-                report.events += 1;
-                if let Some(finding) = chains.check(&event) {
-                    report.add(finding);
-                }
-                let stored = parse_hex(&event.hash).unwrap_or_default();
-                checkpoints.event(event.log_position(), &stored, &mut report);
-                cursor = event.log_position();
-            }
+/// On PostgreSQL the log is read with the subscribers' visibility rule (an event is read
+/// once no running transaction can precede it), so that a late commit can never land
+/// behind the reader and pass for a gap. The reader then waits for the transactions that
+/// were running when it started, so that every event committed by then is verified. On
+/// SQLite every committed event is final (one connection writes, in `position` order):
+/// the log is read once to its end.
+pub async fn verify_database(db: &Db) -> Result<Report, sqlx::Error> {
+    let feed = EventFeed::new(db.clone());
+    match db {
+        Db::Postgres(pool) => {
+            let horizon: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                    .fetch_one(pool)
+                    .await?;
+            let mut check = LogCheck::new(audit_checkpoints::all(db).await?);
+            check.read_until_settled(pool, &feed, horizon).await?;
+            Ok(check.finish())
         }
-        if settled {
-            break;
+        Db::Sqlite(_) => {
+            let mut check = LogCheck::new(audit_checkpoints::all(db).await?);
+            check.read_on(&feed).await?;
+            Ok(check.finish())
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    report.checkpoints = Some(checkpoints.finish(&mut report));
-    report.records = chains.records();
-    Ok(report)
 }
 
 /// Verifies an export (`arctyk events export` or the NDJSON feed) offline: every event's
@@ -193,10 +247,10 @@ pub fn verify_export(path: &Path) -> Result<Report, Box<dyn Error>> {
 
 /// Runs `arctyk audit verify`: findings on stdout, one per line, then the summary; an
 /// error (a non-zero exit status) when there is any finding.
-pub async fn run(pool: Option<PgPool>, export: Option<&Path>) -> Result<(), Box<dyn Error>> {
-    let report = match (export, pool) {
+pub async fn run(db: Option<Db>, export: Option<&Path>) -> Result<(), Box<dyn Error>> {
+    let report = match (export, db) {
         (Some(path), _) => verify_export(path)?,
-        (None, Some(pool)) => verify_database(&pool).await?,
+        (None, Some(db)) => verify_database(&db).await?,
         (None, None) => return Err("nothing to verify".into()),
     };
     for finding in &report.findings {

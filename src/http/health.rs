@@ -1,5 +1,6 @@
 //! `GET /api/health`: whether the process can reach its database. No token needed.
 
+use arctyk_projections::on_read;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -25,10 +26,9 @@ pub fn router() -> Router<ApiState> {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[tracing::instrument(skip(state))]
 pub async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {
-    let up = sqlx::query("SELECT 1")
-        .execute(&state.database)
-        .await
-        .is_ok();
+    let up = on_read!(&state.database, pool => {
+        sqlx::query("SELECT 1").execute(pool).await.is_ok()
+    });
     if up {
         (
             StatusCode::OK,

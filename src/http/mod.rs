@@ -65,7 +65,7 @@ pub struct ApiServices {
     /// Sends webhook test pings, with the delivery worker's settings.
     pub webhook_client: reqwest::Client,
     pub auth: Authenticator,
-    pub database: sqlx::PgPool,
+    pub database: arctyk_projections::Db,
     /// Base for absolute links, e.g. `https://desk.example.com`; links are relative
     /// without it.
     pub public_url: Option<String>,

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use arctyk_projections::subscription::{LogNotifier, EVENTS_CHANNEL};
-use arctyk_projections::{CatalogProjection, Subscription, TicketProjection, TicketReads};
+use arctyk_projections::{CatalogProjection, Db, Subscription, TicketProjection, TicketReads};
 
 use super::{InboundService, IngestError, Via};
 use crate::catalog::CatalogService;
@@ -42,18 +42,18 @@ pub async fn ingest_stdin(config: &Config, queue: Option<&str>) -> i32 {
         eprintln!("arctyk: message refused: larger than the limit of {limit} bytes");
         return EX_DATAERR;
     }
-    let pool = match db::connect(config).await {
-        Ok(pool) => pool,
+    let db = match db::connect(config).await {
+        Ok(db) => db,
         Err(error) => {
             eprintln!("arctyk: database unavailable, try again later: {error}");
             return EX_TEMPFAIL;
         }
     };
-    if let Err(error) = db::migrate(&pool).await {
+    if let Err(error) = db::migrate(&db).await {
         eprintln!("arctyk: cannot apply migrations, try again later: {error}");
         return EX_TEMPFAIL;
     }
-    let service = service(pool.clone(), config);
+    let service = service(db.clone(), config);
     let code = match service.ingest(&raw, queue, Via::Cli).await {
         Ok(ingested) => {
             let what = match (ingested.outcome.as_str(), ingested.ticket_id) {
@@ -84,34 +84,34 @@ pub async fn ingest_stdin(config: &Config, queue: Option<&str>) -> i32 {
     };
     // Wakes the server's subscribers (projections, webhooks, notifications) at once;
     // without it they find the new events on their next poll.
-    if code == EX_OK {
+    if let (EX_OK, Some(pool)) = (code, db.postgres()) {
         let _ = sqlx::query("SELECT pg_notify($1, '')")
             .bind(EVENTS_CHANNEL)
-            .execute(&pool)
+            .execute(pool)
             .await;
     }
     code
 }
 
 /// The service without subscribers of its own: the server's read and deliver.
-fn service(pool: sqlx::PgPool, config: &Config) -> InboundService {
+fn service(db: Db, config: &Config) -> InboundService {
     let notifier = LogNotifier::new(Vec::new());
     let clock = Arc::new(SystemClock);
     let no_wait = std::time::Duration::ZERO;
     let tickets = TicketService::new(
-        TicketLog::new(pool.clone()),
-        TicketReads::new(pool.clone()),
-        Subscription::new(pool.clone(), TicketProjection).progress(),
+        TicketLog::new(db.clone()),
+        TicketReads::new(db.clone()),
+        Subscription::new(db.clone(), TicketProjection).progress(),
         notifier.clone(),
         no_wait,
         clock.clone(),
     );
     let catalog = CatalogService::new(
-        pool.clone(),
-        Subscription::new(pool.clone(), CatalogProjection).progress(),
+        db.clone(),
+        Subscription::new(db.clone(), CatalogProjection).progress(),
         notifier,
         no_wait,
         clock,
     );
-    InboundService::new(tickets, catalog, Users::new(pool.clone()), pool, config)
+    InboundService::new(tickets, catalog, Users::new(db.clone()), db, config)
 }

@@ -123,7 +123,7 @@ impl InboundService {
         tickets: TicketService,
         catalog: CatalogService,
         users: Users,
-        pool: sqlx::PgPool,
+        db: arctyk_projections::Db,
         config: &crate::Config,
     ) -> Self {
         let own_domain = crate::notifications::mailer::sender_domain(config);
@@ -136,7 +136,7 @@ impl InboundService {
             tickets,
             catalog,
             users,
-            store: InboundStore::new(pool),
+            store: InboundStore::new(db),
             settings: Arc::new(config.inbound.clone()),
             own_address,
             own_domain,

@@ -10,15 +10,18 @@ use std::sync::Arc;
 
 use arctyk_domain::{Role, Ticket, TicketEvent};
 use arctyk_projections::ticket_projection::decode_ticket_event;
-use arctyk_projections::{Outcome, Processor, ProcessorError, StoredEvent};
+use arctyk_projections::{on_conn, Conn, Outcome, Processor, ProcessorError, StoredEvent};
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::types::Json;
+use sqlx::{PgConnection, SqliteConnection};
 
 use super::mailer::EmailPayload;
 use super::recipients::{email_candidates, email_recipients, Person};
 use super::render::{self, MessageContext, Templates};
+use super::store::NameList;
 use super::{ticket_states, ChannelKind};
 
 /// What the enqueuer needs to know of the configuration.
@@ -52,6 +55,7 @@ impl NotificationEnqueuer {
 struct ChatTarget {
     id: i64,
     kind: String,
+    #[sqlx(try_from = "NameList")]
     events: Vec<String>,
     project_id: Option<i64>,
 }
@@ -99,7 +103,7 @@ impl Processor for NotificationEnqueuer {
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     async fn process(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         let events: Vec<&StoredEvent> = events
@@ -109,21 +113,23 @@ impl Processor for NotificationEnqueuer {
         if events.is_empty() {
             return Ok(Outcome::Ignored);
         }
-        let channels: Vec<ChatTarget> = sqlx::query_as(
-            "SELECT id, kind, events, project_id FROM chat_channels WHERE enabled ORDER BY id",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+        let channels: Vec<ChatTarget> = on_conn!(conn.reborrow(), conn => {
+            sqlx::query_as(
+                "SELECT id, kind, events, project_id FROM chat_channels WHERE enabled ORDER BY id",
+            )
+            .fetch_all(conn)
+            .await?
+        });
         // With nothing to send to, the ticket copies are not kept; they are rebuilt from
         // the log when email or a channel is set up.
         if !self.settings.email && channels.is_empty() {
             return Ok(Outcome::Ignored);
         }
-        let mut tickets = ticket_states::load(conn, &events).await?;
+        let mut tickets = ticket_states::load(conn.reborrow(), &events).await?;
         let mut planned = Vec::new();
         for stored in events {
             let event = decode_ticket_event(stored)?;
-            ticket_states::advance(conn, &mut tickets, stored, event.clone()).await?;
+            ticket_states::advance(conn.reborrow(), &mut tickets, stored, event.clone()).await?;
             let Some(ticket) = tickets.get(stored.aggregate_id.as_str()) else {
                 continue;
             };
@@ -148,28 +154,71 @@ impl Processor for NotificationEnqueuer {
                 targets,
             });
         }
-        let people = load_people(conn, &planned).await?;
+        let people = load_people(conn.reborrow(), &planned).await?;
         let mut rows = Vec::new();
         for plan in &planned {
             self.plan_rows(plan, &people, &mut rows)?;
         }
         if !rows.is_empty() {
-            sqlx::query(
-                "INSERT INTO notification_deliveries
-                     (channel, recipient, chat_channel_id, queue, ticket, sequence, position,
-                      event, payload)
-                 SELECT * FROM jsonb_to_recordset($1) AS r(channel text, recipient text,
-                     chat_channel_id bigint, queue text, ticket bigint, sequence bigint,
-                     position bigint, event text, payload jsonb)
-                 ON CONFLICT (channel, recipient, position) DO NOTHING",
-            )
-            .bind(serde_json::to_value(&rows).map_err(other)?)
-            .execute(&mut *conn)
-            .await?;
+            match conn.reborrow() {
+                Conn::Postgres(conn) => insert_postgres(conn, &rows).await?,
+                Conn::Sqlite(conn) => insert_sqlite(conn, &rows, Utc::now()).await?,
+            }
         }
         ticket_states::save(conn, &tickets).await?;
         Ok(Outcome::Applied)
     }
+}
+
+/// Writes the deliveries in one statement; one already enqueued is left as it is.
+async fn insert_postgres(
+    conn: &mut PgConnection,
+    rows: &[DeliveryRow],
+) -> Result<(), ProcessorError> {
+    sqlx::query(
+        "INSERT INTO notification_deliveries
+             (channel, recipient, chat_channel_id, queue, ticket, sequence, position,
+              event, payload)
+         SELECT * FROM jsonb_to_recordset($1) AS r(channel text, recipient text,
+             chat_channel_id bigint, queue text, ticket bigint, sequence bigint,
+             position bigint, event text, payload jsonb)
+         ON CONFLICT (channel, recipient, position) DO NOTHING",
+    )
+    .bind(serde_json::to_value(rows).map_err(other)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes the deliveries one by one (SQLite runs in this process: a prepared statement
+/// per row costs microseconds), due at `now`; one already enqueued is left as it is.
+async fn insert_sqlite(
+    conn: &mut SqliteConnection,
+    rows: &[DeliveryRow],
+    now: DateTime<Utc>,
+) -> Result<(), ProcessorError> {
+    for row in rows {
+        sqlx::query(
+            "INSERT INTO notification_deliveries
+                 (channel, recipient, chat_channel_id, queue, ticket, sequence, position,
+                  event, payload, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+             ON CONFLICT (channel, recipient, position) DO NOTHING",
+        )
+        .bind(row.channel)
+        .bind(&row.recipient)
+        .bind(row.chat_channel_id)
+        .bind(&row.queue)
+        .bind(row.ticket)
+        .bind(row.sequence)
+        .bind(row.position)
+        .bind(row.event)
+        .bind(Json(&row.payload))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 impl NotificationEnqueuer {
@@ -240,7 +289,7 @@ impl NotificationEnqueuer {
 
 /// Roles, names and opt-outs of every candidate of `planned`, by lower-cased email.
 async fn load_people(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     planned: &[Planned<'_>],
 ) -> Result<HashMap<String, Person>, ProcessorError> {
     let mut emails: Vec<String> = planned
@@ -252,16 +301,30 @@ async fn load_people(
     if emails.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(
-        "SELECT u.email, u.name, u.role, coalesce(p.email_opt_out, '{}')
-           FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
-          WHERE lower(u.email) = ANY($1)",
-    )
-    .bind(&emails)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, String, String, NameList)> = match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(
+                "SELECT u.email, u.name, u.role, coalesce(p.email_opt_out, '{}')
+                   FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+                  WHERE lower(u.email) = ANY($1)",
+            )
+            .bind(&emails)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(
+                "SELECT u.email, u.name, u.role, coalesce(p.email_opt_out, '[]')
+                   FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+                  WHERE lower(u.email) IN (SELECT value FROM json_each($1))",
+            )
+            .bind(Json(&emails))
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
     let mut people = HashMap::with_capacity(rows.len());
-    for (email, name, role, opted_out) in rows {
+    for (email, name, role, NameList(opted_out)) in rows {
         let role: Role = role.parse().map_err(other)?;
         people.insert(
             email.to_lowercase(),

@@ -81,7 +81,7 @@ pub enum SetupError {
 /// channels of `SLACK_WEBHOOK_URL` and `TEAMS_WEBHOOK_URL` are brought in step first, and
 /// whether email is on is logged once.
 pub async fn wire(
-    pool: &sqlx::PgPool,
+    db: &arctyk_projections::Db,
     config: &crate::Config,
 ) -> Result<
     (
@@ -100,7 +100,7 @@ pub async fn wire(
             "email notifications are on"
         ),
     }
-    let store = NotificationStore::new(pool.clone());
+    let store = NotificationStore::new(db.clone());
     for (kind, variable, url) in [
         (
             ChannelKind::Slack,
@@ -122,7 +122,7 @@ pub async fn wire(
         store.sync_configured_channel(kind, url).await?;
     }
     let subscription = arctyk_projections::Subscription::new(
-        pool.clone(),
+        db.clone(),
         NotificationEnqueuer::new(
             enqueue::NotificationSettings {
                 email: mailer.is_some(),
@@ -133,7 +133,7 @@ pub async fn wire(
         ),
     );
     let worker = NotificationWorker::new(
-        pool.clone(),
+        db.clone(),
         mailer,
         worker::WorkerSettings {
             schedule: config.notify_retry_schedule.clone(),

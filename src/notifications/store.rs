@@ -2,10 +2,15 @@
 //! and Teams channels, the channels of `SLACK_WEBHOOK_URL`/`TEAMS_WEBHOOK_URL`, and the
 //! deliveries with their attempts as admins read them.
 
+use arctyk_projections::{on_read, on_write, Db};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, PgPool};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
+use sqlx::types::Json;
+use sqlx::{Decode, FromRow, Postgres, Sqlite, Type};
 use utoipa::ToSchema;
 
 use super::{ChannelKind, DEFAULT_CHAT_EVENTS};
@@ -21,6 +26,7 @@ pub struct ChannelDocument {
     /// The webhook URL, masked (e.g. `https://hooks.slack.com/…a1b2`).
     pub url: String,
     /// Public event names, or `*` for all.
+    #[sqlx(try_from = "NameList")]
     pub events: Vec<String>,
     /// Only tickets of this project, when set.
     pub project_id: Option<i64>,
@@ -30,6 +36,50 @@ pub struct ChannelDocument {
     /// Set by `SLACK_WEBHOOK_URL` or `TEAMS_WEBHOOK_URL`; its URL changes there only.
     pub from_config: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// A list of event names as a column holds it: `text[]` on PostgreSQL, a JSON array of
+/// strings on SQLite.
+pub struct NameList(pub Vec<String>);
+
+impl From<NameList> for Vec<String> {
+    fn from(list: NameList) -> Self {
+        list.0
+    }
+}
+
+impl Type<Postgres> for NameList {
+    fn type_info() -> PgTypeInfo {
+        <Vec<String> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Vec<String> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for NameList {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self(<Vec<String> as Decode<Postgres>>::decode(value)?))
+    }
+}
+
+impl Type<Sqlite> for NameList {
+    fn type_info() -> SqliteTypeInfo {
+        <Json<Vec<String>> as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <Json<Vec<String>> as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for NameList {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self(
+            <Json<Vec<String>> as Decode<Sqlite>>::decode(value)?.0,
+        ))
+    }
 }
 
 /// A new channel, validated.
@@ -147,6 +197,20 @@ const DELIVERY_COLUMNS: &str = "id, channel, recipient, chat_channel_id, ticket,
      position, event, status, attempts, next_attempt_at, last_error, created_at, delivered_at, \
      payload";
 
+/// The filters of the delivery list, `$1` to `$5`: channel, status, ticket, recipient,
+/// event; each applies when not null.
+const DELIVERY_FILTER_POSTGRES: &str = "WHERE ($1::text IS NULL OR channel = $1)
+              AND ($2::text IS NULL OR status = $2)
+              AND ($3::bigint IS NULL OR ticket = $3)
+              AND ($4::text IS NULL OR recipient = lower($4))
+              AND ($5::text IS NULL OR event = $5)";
+
+const DELIVERY_FILTER_SQLITE: &str = "WHERE ($1 IS NULL OR channel = $1)
+              AND ($2 IS NULL OR status = $2)
+              AND ($3 IS NULL OR ticket = $3)
+              AND ($4 IS NULL OR recipient = lower($4))
+              AND ($5 IS NULL OR event = $5)";
+
 fn masked(mut channels: Vec<ChannelDocument>) -> Vec<ChannelDocument> {
     for channel in &mut channels {
         channel.url = mask_url(&channel.url);
@@ -156,23 +220,25 @@ fn masked(mut channels: Vec<ChannelDocument>) -> Vec<ChannelDocument> {
 
 #[derive(Clone)]
 pub struct NotificationStore {
-    pool: PgPool,
+    db: Db,
 }
 
 impl NotificationStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: impl Into<Db>) -> Self {
+        Self { db: db.into() }
     }
 
     /// The event names the user opted out of email for.
     pub async fn email_opt_outs(&self, user_id: i64) -> Result<Vec<String>, sqlx::Error> {
-        let row: Option<Vec<String>> = sqlx::query_scalar(
-            "SELECT email_opt_out FROM notification_preferences WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.unwrap_or_default())
+        let row: Option<NameList> = on_read!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT email_opt_out FROM notification_preferences WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(Vec::from).unwrap_or_default())
     }
 
     pub async fn set_email_opt_outs(
@@ -180,26 +246,46 @@ impl NotificationStore {
         user_id: i64,
         opted_out: &[String],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO notification_preferences (user_id, email_opt_out, updated_at)
-             VALUES ($1, $2, now())
-             ON CONFLICT (user_id) DO UPDATE
-                SET email_opt_out = excluded.email_opt_out, updated_at = now()",
-        )
-        .bind(user_id)
-        .bind(opted_out)
-        .execute(&self.pool)
-        .await?;
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO notification_preferences (user_id, email_opt_out, updated_at)
+                     VALUES ($1, $2, now())
+                     ON CONFLICT (user_id) DO UPDATE
+                        SET email_opt_out = excluded.email_opt_out, updated_at = now()",
+                )
+                .bind(user_id)
+                .bind(opted_out)
+                .execute(pool)
+                .await?;
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query(
+                    "INSERT INTO notification_preferences (user_id, email_opt_out, updated_at)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id) DO UPDATE
+                        SET email_opt_out = excluded.email_opt_out,
+                            updated_at = excluded.updated_at",
+                )
+                .bind(user_id)
+                .bind(Json(opted_out))
+                .bind(Utc::now())
+                .execute(&sqlite.write)
+                .await?;
+            }
+        }
         Ok(())
     }
 
     pub async fn channels(&self, kind: ChannelKind) -> Result<Vec<ChannelDocument>, sqlx::Error> {
-        let channels = sqlx::query_as(&format!(
-            "SELECT {CHANNEL_COLUMNS} FROM chat_channels WHERE kind = $1 ORDER BY id"
-        ))
-        .bind(kind.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let channels: Vec<ChannelDocument> = on_read!(&self.db, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {CHANNEL_COLUMNS} FROM chat_channels WHERE kind = $1 ORDER BY id"
+            ))
+            .bind(kind.as_str())
+            .fetch_all(pool)
+            .await?
+        });
         Ok(masked(channels))
     }
 
@@ -208,13 +294,15 @@ impl NotificationStore {
         kind: ChannelKind,
         id: i64,
     ) -> Result<Option<ChannelDocument>, sqlx::Error> {
-        let channel = sqlx::query_as(&format!(
-            "SELECT {CHANNEL_COLUMNS} FROM chat_channels WHERE kind = $1 AND id = $2"
-        ))
-        .bind(kind.as_str())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let channel: Option<ChannelDocument> = on_read!(&self.db, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {CHANNEL_COLUMNS} FROM chat_channels WHERE kind = $1 AND id = $2"
+            ))
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
         Ok(channel.map(|c| masked(vec![c]).remove(0)))
     }
 
@@ -223,18 +311,38 @@ impl NotificationStore {
         kind: ChannelKind,
         new: NewChannel,
     ) -> Result<ChannelDocument, sqlx::Error> {
-        let channel = sqlx::query_as(&format!(
-            "INSERT INTO chat_channels (kind, name, url, events, project_id, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CHANNEL_COLUMNS}"
-        ))
-        .bind(kind.as_str())
-        .bind(&new.name)
-        .bind(&new.url)
-        .bind(&new.events)
-        .bind(new.project_id)
-        .bind(new.enabled)
-        .fetch_one(&self.pool)
-        .await?;
+        let channel: ChannelDocument = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(&format!(
+                    "INSERT INTO chat_channels (kind, name, url, events, project_id, enabled)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CHANNEL_COLUMNS}"
+                ))
+                .bind(kind.as_str())
+                .bind(&new.name)
+                .bind(&new.url)
+                .bind(&new.events)
+                .bind(new.project_id)
+                .bind(new.enabled)
+                .fetch_one(pool)
+                .await?
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_as(&format!(
+                    "INSERT INTO chat_channels
+                         (kind, name, url, events, project_id, enabled, next_send_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {CHANNEL_COLUMNS}"
+                ))
+                .bind(kind.as_str())
+                .bind(&new.name)
+                .bind(&new.url)
+                .bind(Json(&new.events))
+                .bind(new.project_id)
+                .bind(new.enabled)
+                .bind(Utc::now())
+                .fetch_one(&sqlite.write)
+                .await?
+            }
+        };
         Ok(masked(vec![channel]).remove(0))
     }
 
@@ -250,28 +358,57 @@ impl NotificationStore {
             Some(project) => (true, project),
             None => (false, None),
         };
-        let channel = sqlx::query_as(&format!(
-            "UPDATE chat_channels
-                SET name = coalesce($3, name),
-                    url = CASE WHEN from_config THEN url ELSE coalesce($4, url) END,
-                    events = coalesce($5, events),
-                    project_id = CASE WHEN $6 THEN $7 ELSE project_id END,
-                    enabled = coalesce($8, enabled),
-                    disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END,
-                    next_send_at = CASE WHEN $8 THEN now() ELSE next_send_at END
-              WHERE kind = $1 AND id = $2
-          RETURNING {CHANNEL_COLUMNS}"
-        ))
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(change.name)
-        .bind(change.url)
-        .bind(change.events)
-        .bind(set_project)
-        .bind(project_id)
-        .bind(change.enabled)
-        .fetch_optional(&self.pool)
-        .await?;
+        let channel: Option<ChannelDocument> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(&format!(
+                    "UPDATE chat_channels
+                        SET name = coalesce($3, name),
+                            url = CASE WHEN from_config THEN url ELSE coalesce($4, url) END,
+                            events = coalesce($5, events),
+                            project_id = CASE WHEN $6 THEN $7 ELSE project_id END,
+                            enabled = coalesce($8, enabled),
+                            disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END,
+                            next_send_at = CASE WHEN $8 THEN now() ELSE next_send_at END
+                      WHERE kind = $1 AND id = $2
+                  RETURNING {CHANNEL_COLUMNS}"
+                ))
+                .bind(kind.as_str())
+                .bind(id)
+                .bind(change.name)
+                .bind(change.url)
+                .bind(change.events)
+                .bind(set_project)
+                .bind(project_id)
+                .bind(change.enabled)
+                .fetch_optional(pool)
+                .await?
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_as(&format!(
+                    "UPDATE chat_channels
+                        SET name = coalesce($3, name),
+                            url = CASE WHEN from_config THEN url ELSE coalesce($4, url) END,
+                            events = coalesce($5, events),
+                            project_id = CASE WHEN $6 THEN $7 ELSE project_id END,
+                            enabled = coalesce($8, enabled),
+                            disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END,
+                            next_send_at = CASE WHEN $8 THEN $9 ELSE next_send_at END
+                      WHERE kind = $1 AND id = $2
+                  RETURNING {CHANNEL_COLUMNS}"
+                ))
+                .bind(kind.as_str())
+                .bind(id)
+                .bind(change.name)
+                .bind(change.url)
+                .bind(change.events.map(Json))
+                .bind(set_project)
+                .bind(project_id)
+                .bind(change.enabled)
+                .bind(Utc::now())
+                .fetch_optional(&sqlite.write)
+                .await?
+            }
+        };
         Ok(channel.map(|c| masked(vec![c]).remove(0)))
     }
 
@@ -281,12 +418,13 @@ impl NotificationStore {
         kind: ChannelKind,
         id: i64,
     ) -> Result<(), ChannelDeleteError> {
-        let from_config: Option<bool> =
+        let from_config: Option<bool> = on_read!(&self.db, pool => {
             sqlx::query_scalar("SELECT from_config FROM chat_channels WHERE kind = $1 AND id = $2")
                 .bind(kind.as_str())
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         match from_config {
             None => Err(ChannelDeleteError::NotFound),
             Some(true) => Err(ChannelDeleteError::FromConfig(match kind {
@@ -294,10 +432,12 @@ impl NotificationStore {
                 _ => "SLACK_WEBHOOK_URL",
             })),
             Some(false) => {
-                sqlx::query("DELETE FROM chat_channels WHERE id = $1 AND NOT from_config")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
+                on_write!(&self.db, pool => {
+                    sqlx::query("DELETE FROM chat_channels WHERE id = $1 AND NOT from_config")
+                        .bind(id)
+                        .execute(pool)
+                        .await?;
+                });
                 Ok(())
             }
         }
@@ -312,11 +452,40 @@ impl NotificationStore {
         url: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         match url.map(str::trim).filter(|u| !u.is_empty()) {
-            Some(url) => {
-                let events: Vec<String> = DEFAULT_CHAT_EVENTS
-                    .iter()
-                    .map(|e| (*e).to_owned())
-                    .collect();
+            Some(url) => self.upsert_configured_channel(kind, url).await,
+            None => {
+                on_write!(&self.db, pool => {
+                    sqlx::query(
+                        "UPDATE chat_channels
+                            SET enabled = false, disabled_reason = $2
+                          WHERE kind = $1 AND from_config AND enabled",
+                    )
+                    .bind(kind.as_str())
+                    .bind(match kind {
+                        ChannelKind::Teams => "TEAMS_WEBHOOK_URL is no longer set",
+                        _ => "SLACK_WEBHOOK_URL is no longer set",
+                    })
+                    .execute(pool)
+                    .await?;
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates the configured channel of `kind`, or points it at `url`.
+    async fn upsert_configured_channel(
+        &self,
+        kind: ChannelKind,
+        url: &str,
+    ) -> Result<(), sqlx::Error> {
+        let events: Vec<String> = DEFAULT_CHAT_EVENTS
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect();
+        let name = format!("{} (configured)", kind.label());
+        match &self.db {
+            Db::Postgres(pool) => {
                 sqlx::query(
                     "INSERT INTO chat_channels (kind, name, url, events, from_config)
                      VALUES ($1, $2, $3, $4, true)
@@ -328,24 +497,30 @@ impl NotificationStore {
                                                    THEN chat_channels.disabled_reason END",
                 )
                 .bind(kind.as_str())
-                .bind(format!("{} (configured)", kind.label()))
+                .bind(name)
                 .bind(url)
                 .bind(&events)
-                .execute(&self.pool)
+                .execute(pool)
                 .await?;
             }
-            None => {
+            Db::Sqlite(sqlite) => {
                 sqlx::query(
-                    "UPDATE chat_channels
-                        SET enabled = false, disabled_reason = $2
-                      WHERE kind = $1 AND from_config AND enabled",
+                    "INSERT INTO chat_channels
+                         (kind, name, url, events, from_config, next_send_at, created_at)
+                     VALUES ($1, $2, $3, $4, true, $5, $5)
+                     ON CONFLICT (kind) WHERE from_config DO UPDATE
+                        SET url = excluded.url,
+                            enabled = CASE WHEN chat_channels.url = excluded.url
+                                           THEN chat_channels.enabled ELSE true END,
+                            disabled_reason = CASE WHEN chat_channels.url = excluded.url
+                                                   THEN chat_channels.disabled_reason END",
                 )
                 .bind(kind.as_str())
-                .bind(match kind {
-                    ChannelKind::Teams => "TEAMS_WEBHOOK_URL is no longer set",
-                    _ => "SLACK_WEBHOOK_URL is no longer set",
-                })
-                .execute(&self.pool)
+                .bind(name)
+                .bind(url)
+                .bind(Json(&events))
+                .bind(Utc::now())
+                .execute(&sqlite.write)
                 .await?;
             }
         }
@@ -358,43 +533,39 @@ impl NotificationStore {
         filter: &NotificationFilter,
         (page, limit): (i64, i64),
     ) -> Result<(i64, Vec<NotificationDelivery>), sqlx::Error> {
-        const WHERE: &str = "WHERE ($1::text IS NULL OR channel = $1)
-              AND ($2::text IS NULL OR status = $2)
-              AND ($3::bigint IS NULL OR ticket = $3)
-              AND ($4::text IS NULL OR recipient = lower($4))
-              AND ($5::text IS NULL OR event = $5)";
-        let count: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM notification_deliveries {WHERE}"
-        ))
-        .bind(&filter.channel)
-        .bind(&filter.status)
-        .bind(filter.ticket)
-        .bind(&filter.recipient)
-        .bind(&filter.event)
-        .fetch_one(&self.pool)
-        .await?;
-        let mut deliveries: Vec<NotificationDelivery> = sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries {WHERE}
-              ORDER BY id DESC LIMIT $6 OFFSET $7"
-        ))
-        .bind(&filter.channel)
-        .bind(&filter.status)
-        .bind(filter.ticket)
-        .bind(&filter.recipient)
-        .bind(&filter.event)
-        .bind(limit)
-        .bind((page - 1).saturating_mul(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let filtered = match &self.db {
+            Db::Postgres(_) => DELIVERY_FILTER_POSTGRES,
+            Db::Sqlite(_) => DELIVERY_FILTER_SQLITE,
+        };
+        let count: i64 = on_read!(&self.db, pool => {
+            sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM notification_deliveries {filtered}"
+            ))
+            .bind(&filter.channel)
+            .bind(&filter.status)
+            .bind(filter.ticket)
+            .bind(&filter.recipient)
+            .bind(&filter.event)
+            .fetch_one(pool)
+            .await?
+        });
+        let mut deliveries: Vec<NotificationDelivery> = on_read!(&self.db, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries {filtered}
+                  ORDER BY id DESC LIMIT $6 OFFSET $7"
+            ))
+            .bind(&filter.channel)
+            .bind(&filter.status)
+            .bind(filter.ticket)
+            .bind(&filter.recipient)
+            .bind(&filter.event)
+            .bind(limit)
+            .bind((page - 1).saturating_mul(limit))
+            .fetch_all(pool)
+            .await?
+        });
         let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
-        let attempts: Vec<NotificationAttempt> = sqlx::query_as(
-            "SELECT delivery_id, at, status_code, duration_ms, error, response_excerpt
-               FROM notification_attempts WHERE delivery_id = ANY($1) ORDER BY id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        for attempt in attempts {
+        for attempt in self.attempts_of(&ids).await? {
             if let Some(delivery) = deliveries.iter_mut().find(|d| d.id == attempt.delivery_id) {
                 delivery.attempt_log.push(attempt);
             }
@@ -402,28 +573,72 @@ impl NotificationStore {
         Ok((count, deliveries))
     }
 
+    /// The attempts of the deliveries `ids`, in the order they were made.
+    async fn attempts_of(&self, ids: &[i64]) -> Result<Vec<NotificationAttempt>, sqlx::Error> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT delivery_id, at, status_code, duration_ms, error, response_excerpt
+                       FROM notification_attempts WHERE delivery_id = ANY($1) ORDER BY id",
+                )
+                .bind(ids)
+                .fetch_all(pool)
+                .await
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_as(
+                    "SELECT delivery_id, at, status_code, duration_ms, error, response_excerpt
+                       FROM notification_attempts
+                      WHERE delivery_id IN (SELECT value FROM json_each($1)) ORDER BY id",
+                )
+                .bind(Json(ids))
+                .fetch_all(&sqlite.read)
+                .await
+            }
+        }
+    }
+
     /// Makes a failed delivery pending again, due now, with a fresh schedule. Queues are
     /// ordered by id, so it goes ahead of any later message of its queue still pending.
     pub async fn retry(&self, id: i64) -> Result<(), RetryError> {
-        let status: Option<String> =
+        let status: Option<String> = on_read!(&self.db, pool => {
             sqlx::query_scalar("SELECT status FROM notification_deliveries WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         match status.as_deref() {
             None => return Err(RetryError::NotFound),
             Some("failed") => {}
             Some(_) => return Err(RetryError::NotFailed),
         }
-        let done = sqlx::query(
-            "UPDATE notification_deliveries
-                SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL
-              WHERE id = $1 AND status = 'failed'",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE notification_deliveries
+                        SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL
+                      WHERE id = $1 AND status = 'failed'",
+                )
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query(
+                    "UPDATE notification_deliveries
+                        SET status = 'pending', attempts = 0, next_attempt_at = $2,
+                            lease_until = NULL
+                      WHERE id = $1 AND status = 'failed'",
+                )
+                .bind(id)
+                .bind(Utc::now())
+                .execute(&sqlite.write)
+                .await?
+                .rows_affected()
+            }
+        };
+        if done == 0 {
             return Err(RetryError::NotFailed);
         }
         Ok(())

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use arctyk_domain::{Ticket, TicketEvent};
 use arctyk_projections::ticket_projection::decode_ticket_event;
-use arctyk_projections::{ProcessorError, StoredEvent};
+use arctyk_projections::{Conn, ProcessorError, StoredEvent};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::types::Json;
+use sqlx::{PgConnection, SqliteConnection};
 
 use crate::store::event_history::{self, AsOf};
 
@@ -22,18 +23,31 @@ fn other(error: impl std::fmt::Display) -> ProcessorError {
 
 /// The copies of the tickets `events` touch, by aggregate id.
 pub async fn load<'a>(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     events: &[&'a StoredEvent],
 ) -> Result<HashMap<&'a str, Ticket>, ProcessorError> {
     let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT aggregate_id, state FROM notification_ticket_states WHERE aggregate_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, Value)> = match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(
+                "SELECT aggregate_id, state FROM notification_ticket_states WHERE aggregate_id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(
+                "SELECT aggregate_id, state FROM notification_ticket_states
+                  WHERE aggregate_id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(Json(&ids))
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
     let mut states = HashMap::with_capacity(rows.len());
     for (id, state) in rows {
         if let Some(key) = ids.iter().find(|k| **k == id) {
@@ -47,7 +61,7 @@ pub async fn load<'a>(
 /// The ticket right after `stored`, from `tickets` when its copy is current, else from
 /// the log; the copy is advanced either way.
 pub async fn advance<'a>(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     tickets: &mut HashMap<&'a str, Ticket>,
     stored: &'a StoredEvent,
     event: TicketEvent,
@@ -67,10 +81,10 @@ pub async fn advance<'a>(
 }
 
 /// The ticket just before `stored`, from the log.
-async fn replay(conn: &mut PgConnection, stored: &StoredEvent) -> Result<Ticket, ProcessorError> {
+async fn replay(conn: Conn<'_>, stored: &StoredEvent) -> Result<Ticket, ProcessorError> {
     let before = u64::try_from(stored.sequence - 1).unwrap_or(0);
     let events = event_history::events(
-        &mut *conn,
+        conn,
         Ticket::TYPE,
         &stored.aggregate_id,
         AsOf::Version(before),
@@ -98,7 +112,14 @@ struct StateRow<'a> {
 }
 
 /// Stores the copies.
-pub async fn save(
+pub async fn save(conn: Conn<'_>, tickets: &HashMap<&str, Ticket>) -> Result<(), ProcessorError> {
+    match conn {
+        Conn::Postgres(conn) => save_postgres(conn, tickets).await,
+        Conn::Sqlite(conn) => save_sqlite(conn, tickets).await,
+    }
+}
+
+async fn save_postgres(
     conn: &mut PgConnection,
     tickets: &HashMap<&str, Ticket>,
 ) -> Result<(), ProcessorError> {
@@ -121,5 +142,27 @@ pub async fn save(
     .bind(serde_json::to_value(&rows).map_err(other)?)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// One statement per copy: SQLite runs in this process, a prepared statement costs
+/// microseconds.
+async fn save_sqlite(
+    conn: &mut SqliteConnection,
+    tickets: &HashMap<&str, Ticket>,
+) -> Result<(), ProcessorError> {
+    for (aggregate_id, ticket) in tickets {
+        sqlx::query(
+            "INSERT INTO notification_ticket_states (aggregate_id, version, state)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (aggregate_id) DO UPDATE
+                SET version = excluded.version, state = excluded.state",
+        )
+        .bind(*aggregate_id)
+        .bind(ticket.version as i64)
+        .bind(Json(ticket))
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }

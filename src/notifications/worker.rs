@@ -3,8 +3,9 @@
 //! A queue is one recipient's (or one chat channel's) messages about one ticket; only its
 //! head (the oldest pending message) is claimable, so a ticket's messages arrive in the
 //! order of its events, and a recipient or channel that keeps failing holds nobody else.
-//! Claims take a lease with `FOR UPDATE SKIP LOCKED` in one short statement, as webhook
-//! deliveries do; a crashed worker's lease expires and the head is sent again (at least
+//! Claims take a lease: on PostgreSQL with `FOR UPDATE SKIP LOCKED` in one short
+//! statement, as webhook deliveries do; on SQLite, where one process writes, in one write
+//! transaction. A crashed worker's lease expires and the head is sent again (at least
 //! once). Chat channels are paced: one message in flight per channel, and the next one
 //! not before `ARCTYK_CHAT_MIN_INTERVAL_MS` (or a 429's `Retry-After`) has passed.
 
@@ -12,15 +13,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arctyk_projections::subscription::{LogPosition, Progress};
+use arctyk_projections::Db;
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde_json::Value;
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgPool, SqliteConnection, SqlitePool};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use self::attempts::{Attempt, Next};
 use super::mailer::{EmailPayload, Mailer};
 use super::{chat, ChannelKind};
 use crate::config::RetrySchedule;
+
+mod attempts;
 
 /// Messages in flight at once, over all queues.
 const MAX_IN_FLIGHT: usize = 16;
@@ -92,7 +98,7 @@ pub struct WorkerSettings {
 
 /// Sends what the notifications subscriber enqueued.
 pub struct NotificationWorker {
-    pool: PgPool,
+    db: Db,
     mailer: Option<Mailer>,
     client: reqwest::Client,
     settings: WorkerSettings,
@@ -103,13 +109,13 @@ impl NotificationWorker {
     /// `enqueued` is the subscriber's progress: each of its commits wakes the worker.
     /// Without a mailer, emails wait in their queues until one is configured.
     pub fn new(
-        pool: PgPool,
+        db: impl Into<Db>,
         mailer: Option<Mailer>,
         settings: WorkerSettings,
         enqueued: Progress,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            pool,
+            db: db.into(),
             mailer,
             client: chat::http_client(settings.allow_private)?,
             settings,
@@ -159,6 +165,13 @@ impl NotificationWorker {
     /// Leases up to `limit` due heads: emails (when a mailer is configured) and one per
     /// chat channel that may be sent to now.
     async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        match &self.db {
+            Db::Postgres(pool) => self.claim_postgres(pool, limit).await,
+            Db::Sqlite(sqlite) => self.claim_sqlite(&sqlite.write, limit).await,
+        }
+    }
+
+    async fn claim_postgres(&self, pool: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
         let mut claimed: Vec<Claimed> = sqlx::query_as(
             "WITH ready AS (
                  SELECT c.id FROM chat_channels c
@@ -195,7 +208,7 @@ impl NotificationWorker {
         .bind(limit)
         .bind(self.settings.lease.as_secs_f64())
         .bind(self.settings.pace.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
         let left = limit - claimed.len() as i64;
         if self.mailer.is_some() && left > 0 {
@@ -218,10 +231,30 @@ impl NotificationWorker {
             )
             .bind(left)
             .bind(self.settings.lease.as_secs_f64())
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?;
             claimed.extend(emails);
         }
+        Ok(claimed)
+    }
+
+    /// The claim on SQLite: one write transaction, which nothing else can run beside;
+    /// times are compared with this process's clock.
+    async fn claim_sqlite(
+        &self,
+        writer: &SqlitePool,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = Utc::now();
+        let lease_until = later(now, self.settings.lease);
+        let paced_until = later(now, self.settings.pace);
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut claimed = claim_chat_sqlite(&mut tx, limit, now, lease_until, paced_until).await?;
+        let left = limit - claimed.len() as i64;
+        if self.mailer.is_some() && left > 0 {
+            claimed.extend(claim_email_sqlite(&mut tx, left, now, lease_until).await?);
+        }
+        tx.commit().await?;
         Ok(claimed)
     }
 
@@ -270,112 +303,137 @@ impl NotificationWorker {
     /// Logs the attempt and moves the message on: delivered, due again later, given up,
     /// or held with its channel disabled.
     async fn record(&self, head: &Claimed, outcome: &Outcome) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO notification_attempts
-                 (delivery_id, status_code, duration_ms, error, response_excerpt)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(head.id)
-        .bind(outcome.status)
-        .bind(i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX))
-        .bind(&outcome.error)
-        .bind(&outcome.excerpt)
-        .execute(&mut *tx)
-        .await?;
         let attempts = head.attempts + 1;
-        let mut verdict = outcome.verdict.clone();
-        if let Verdict::Retry { after } = verdict {
-            match self.settings.schedule.wait_after(attempts as usize) {
-                Some(wait) => {
-                    let wait = after.unwrap_or_else(|| jittered(wait));
-                    sqlx::query(
-                        "UPDATE notification_deliveries
-                            SET attempts = $2, lease_until = NULL, last_error = $3,
-                                next_attempt_at = now() + make_interval(secs => $4)
-                          WHERE id = $1",
-                    )
-                    .bind(head.id)
-                    .bind(attempts)
-                    .bind(&outcome.error)
-                    .bind(wait.as_secs_f64())
-                    .execute(&mut *tx)
-                    .await?;
-                    if let (Some(after), Some(channel)) = (after, head.chat_channel_id) {
+        let attempt = Attempt {
+            head,
+            outcome,
+            attempts,
+            next: self.next_step(head, outcome, attempts),
+        };
+        attempts::record(&self.db, &attempt).await
+    }
+
+    /// What the outcome of the `attempts`th attempt does to the message.
+    fn next_step(&self, head: &Claimed, outcome: &Outcome, attempts: i32) -> Next {
+        match &outcome.verdict {
+            Verdict::Retry { after } => {
+                match self.settings.schedule.wait_after(attempts as usize) {
+                    Some(wait) => Next::Retry {
+                        wait: after.unwrap_or_else(|| jittered(wait)),
                         // A rate limit holds the whole channel, not only this ticket.
-                        sqlx::query(
-                            "UPDATE chat_channels
-                                SET next_send_at = greatest(next_send_at,
-                                                            now() + make_interval(secs => $2))
-                              WHERE id = $1",
-                        )
-                        .bind(channel)
-                        .bind(after.as_secs_f64())
-                        .execute(&mut *tx)
-                        .await?;
+                        hold: head.chat_channel_id.zip(*after),
+                    },
+                    None => {
+                        tracing::warn!(
+                            delivery = head.id,
+                            "a notification exhausted its retries and is given up"
+                        );
+                        Next::Failed
                     }
-                    return tx.commit().await;
-                }
-                None => {
-                    tracing::warn!(
-                        delivery = head.id,
-                        "a notification exhausted its retries and is given up"
-                    );
-                    verdict = Verdict::Failed;
                 }
             }
-        }
-        match verdict {
-            Verdict::Delivered => {
-                sqlx::query(
-                    "UPDATE notification_deliveries
-                        SET status = 'delivered', attempts = $2, delivered_at = now(),
-                            lease_until = NULL, last_error = NULL
-                      WHERE id = $1",
-                )
-                .bind(head.id)
-                .bind(attempts)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Verdict::Failed => {
-                sqlx::query(
-                    "UPDATE notification_deliveries
-                        SET status = 'failed', attempts = $2, lease_until = NULL, last_error = $3
-                      WHERE id = $1",
-                )
-                .bind(head.id)
-                .bind(attempts)
-                .bind(&outcome.error)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Verdict::Delivered => Next::Delivered,
+            Verdict::Failed => Next::Failed,
             Verdict::Disable(reason) => {
                 tracing::warn!(channel = head.chat_channel_id, %reason, "chat channel disabled");
-                sqlx::query(
-                    "UPDATE chat_channels SET enabled = false, disabled_reason = $2
-                      WHERE id = $1",
-                )
-                .bind(head.chat_channel_id)
-                .bind(&reason)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE notification_deliveries
-                        SET attempts = $2, lease_until = NULL, last_error = $3
-                      WHERE id = $1",
-                )
-                .bind(head.id)
-                .bind(attempts)
-                .bind(outcome.error.as_deref().unwrap_or(&reason))
-                .execute(&mut *tx)
-                .await?;
+                Next::Disable(reason.clone())
             }
-            Verdict::Retry { .. } => {}
         }
-        tx.commit().await
     }
 }
+
+/// Leases the heads of up to `limit` chat channels that may be sent to at `now`, and
+/// paces each of those channels until `paced_until`.
+async fn claim_chat_sqlite(
+    conn: &mut SqliteConnection,
+    limit: i64,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    paced_until: DateTime<Utc>,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let heads: Vec<Claimed> = sqlx::query_as(
+        "WITH ready AS (
+             SELECT c.id, c.url FROM chat_channels c
+              WHERE c.enabled AND c.next_send_at <= $2
+                AND EXISTS (
+                    SELECT 1 FROM notification_deliveries p
+                     WHERE p.chat_channel_id = c.id AND p.status = 'pending'
+                       AND p.next_attempt_at <= $2)
+                AND NOT EXISTS (
+                    SELECT 1 FROM notification_deliveries f
+                     WHERE f.chat_channel_id = c.id AND f.status = 'pending'
+                       AND f.lease_until > $2)
+              ORDER BY c.next_send_at
+              LIMIT $1),
+         candidates AS (
+             SELECT d.id, d.channel, d.chat_channel_id, d.payload, d.attempts, r.url,
+                    row_number() OVER (PARTITION BY d.chat_channel_id
+                                       ORDER BY d.next_attempt_at, d.id) AS nth
+               FROM notification_deliveries d JOIN ready r ON r.id = d.chat_channel_id
+              WHERE d.status = 'pending' AND d.next_attempt_at <= $2
+                AND NOT EXISTS (
+                    SELECT 1 FROM notification_deliveries e
+                     WHERE e.queue = d.queue AND e.id < d.id AND e.status = 'pending'))
+         SELECT id, channel, chat_channel_id, payload, attempts, url
+           FROM candidates WHERE nth = 1",
+    )
+    .bind(limit)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    for head in &heads {
+        sqlx::query("UPDATE chat_channels SET next_send_at = $2 WHERE id = $1")
+            .bind(head.chat_channel_id)
+            .bind(paced_until)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE notification_deliveries SET lease_until = $2 WHERE id = $1")
+            .bind(head.id)
+            .bind(lease_until)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(heads)
+}
+
+/// Leases up to `limit` email heads due at `now`.
+async fn claim_email_sqlite(
+    conn: &mut SqliteConnection,
+    limit: i64,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE notification_deliveries SET lease_until = $3
+          WHERE id IN (
+              SELECT d.id FROM notification_deliveries d
+               WHERE d.channel = 'email' AND d.status = 'pending'
+                 AND d.next_attempt_at <= $2
+                 AND (d.lease_until IS NULL OR d.lease_until < $2)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM notification_deliveries e
+                      WHERE e.queue = d.queue AND e.id < d.id AND e.status = 'pending')
+               ORDER BY d.next_attempt_at, d.id
+               LIMIT $1)
+      RETURNING id, channel, chat_channel_id, payload, attempts, NULL AS url",
+    )
+    .bind(limit)
+    .bind(now)
+    .bind(lease_until)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// `wait` after `at`, computed here: SQLite compares times this process writes.
+fn later(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(wait.min(LONGEST_WAIT))
+        .ok()
+        .and_then(|wait| at.checked_add_signed(wait))
+        .unwrap_or(at)
+}
+
+/// Longer than any wait the settings or a peer can ask for (`Retry-After` is capped).
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3_600);
 
 /// `wait` give or take 20 %.
 fn jittered(wait: Duration) -> Duration {

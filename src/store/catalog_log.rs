@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arctyk_domain::{Asset, CatalogError, Project};
-use arctyk_projections::{LogPosition, ProcessorError};
+use arctyk_projections::{on_write, Db, LogPosition, ProcessorError};
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
-use postgres_es::PostgresEventRepository;
-use sqlx::{PgPool, Row};
 
 use super::event_history::{self, AsOf, Replayable};
+use super::event_repository::LogRepository;
+use super::sequences;
 
-type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
+type Store<A> = PersistedEventStore<LogRepository, A>;
 
 /// Where an aggregate type takes its ids and keeps its unique names.
 pub trait Catalogued:
@@ -47,7 +47,7 @@ impl Catalogued for Asset {
 
 /// Writes one aggregate type's commands to the log and reads records back from it.
 pub struct CatalogLog<A: Catalogued> {
-    pool: PgPool,
+    db: Db,
     cqrs: Arc<CqrsFramework<A, Store<A>>>,
     store: Arc<Store<A>>,
 }
@@ -55,7 +55,7 @@ pub struct CatalogLog<A: Catalogued> {
 impl<A: Catalogued> Clone for CatalogLog<A> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
+            db: self.db.clone(),
             cqrs: self.cqrs.clone(),
             store: self.store.clone(),
         }
@@ -63,14 +63,15 @@ impl<A: Catalogued> Clone for CatalogLog<A> {
 }
 
 impl<A: Catalogued> CatalogLog<A> {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(db: impl Into<Db>) -> Self {
+        let db = db.into();
         // The plain event store: the snapshot and aggregate stores of cqrs-es 0.5 apply
         // each event twice.
-        let cqrs = postgres_es::postgres_cqrs(pool.clone(), Vec::new(), ());
-        let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        let event_store = || PersistedEventStore::new_event_store(LogRepository::new(&db));
+        let cqrs = CqrsFramework::new(event_store(), Vec::new(), ());
+        let store = event_store();
         Self {
-            pool,
+            db,
             cqrs: Arc::new(cqrs),
             store: Arc::new(store),
         }
@@ -78,36 +79,31 @@ impl<A: Catalogued> CatalogLog<A> {
 
     /// The next id. Ids taken by refused creations are not reused.
     pub async fn next_id(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(&format!("SELECT nextval('{}')", A::IDS))
-            .fetch_one(&self.pool)
-            .await
+        sequences::next(&self.db, A::IDS).await
     }
 
     /// Reserves a unique name (compared upper-cased) for `id`; false when another record
     /// holds it.
     pub async fn reserve(&self, name: &str, id: i64) -> Result<bool, sqlx::Error> {
         let (table, name_column, id_column) = A::RESERVATIONS;
-        let reserved: Option<i64> = sqlx::query_scalar(&format!(
+        let insert = format!(
             "INSERT INTO {table} ({name_column}, {id_column}) VALUES (upper($1), $2)
              ON CONFLICT DO NOTHING RETURNING {id_column}"
-        ))
-        .bind(name)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        );
+        let reserved: Option<i64> = on_write!(&self.db, pool => {
+            sqlx::query_scalar(&insert).bind(name).bind(id).fetch_optional(pool).await?
+        });
         Ok(reserved.is_some())
     }
 
     /// Gives a name back after the creation it was reserved for was refused.
     pub async fn release(&self, name: &str, id: i64) -> Result<(), sqlx::Error> {
         let (table, name_column, id_column) = A::RESERVATIONS;
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE {name_column} = upper($1) AND {id_column} = $2"
-        ))
-        .bind(name)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let delete =
+            format!("DELETE FROM {table} WHERE {name_column} = upper($1) AND {id_column} = $2");
+        on_write!(&self.db, pool => {
+            sqlx::query(&delete).bind(name).bind(id).execute(pool).await?;
+        });
         Ok(())
     }
 
@@ -131,27 +127,11 @@ impl<A: Catalogued> CatalogLog<A> {
     /// The record as it stood at `as_of`, replayed from the log; `None` when it had no
     /// events by then.
     pub async fn load_as_of(&self, id: i64, as_of: AsOf) -> Result<Option<A>, ProcessorError> {
-        event_history::load_as_of(&self.pool, &id.to_string(), as_of).await
+        event_history::load_as_of(&self.db, &id.to_string(), as_of).await
     }
 
     /// Where the record's newest event sits in the log's global order.
     pub async fn last_position(&self, id: i64) -> Result<Option<LogPosition>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text::bigint AS transaction_id, position
-               FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2
-              ORDER BY sequence DESC LIMIT 1",
-        )
-        .bind(A::TYPE)
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(LogPosition {
-                transaction_id: row.try_get("transaction_id")?,
-                position: row.try_get("position")?,
-            })
-        })
-        .transpose()
+        event_history::last_position(&self.db, A::TYPE, &id.to_string()).await
     }
 }

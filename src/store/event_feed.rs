@@ -7,15 +7,15 @@
 //! position is handed out at insert, a transaction id orders commits. So a cursor is
 //! resolved to its event's place in that order, and the feed reads on from there with the
 //! subscribers' visibility rule (see `arctyk_projections::subscription`), which never
-//! skips the events of a transaction that commits late.
+//! skips the events of a transaction that commits late. On SQLite one connection writes,
+//! so positions are handed out in commit order: the global order is `position` alone,
+//! and every committed event is readable at once.
 
-use arctyk_projections::LogPosition;
+use arctyk_projections::{on_read, Db, LogPosition};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
 /// One event of the log, as the feed and exports show it: the stored row, unchanged,
@@ -59,32 +59,55 @@ impl FeedEvent {
             position: self.position,
         }
     }
+}
 
-    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        let raw = |column: &str| -> Result<Box<RawValue>, sqlx::Error> {
-            RawValue::from_string(row.try_get(column)?)
-                .map_err(|error| sqlx::Error::Decode(Box::new(error)))
+/// One event of the log, read with [`POSTGRES_COLUMNS`] or [`SQLITE_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct FeedRow {
+    position: i64,
+    transaction_id: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    recorded_at: DateTime<Utc>,
+    payload: String,
+    metadata: String,
+    hash: Option<Vec<u8>>,
+}
+
+impl TryFrom<FeedRow> for FeedEvent {
+    type Error = sqlx::Error;
+
+    /// `payload` and `metadata` become raw JSON of the stored text, unchanged.
+    fn try_from(row: FeedRow) -> Result<Self, sqlx::Error> {
+        let raw = |text: String| -> Result<Box<RawValue>, sqlx::Error> {
+            RawValue::from_string(text).map_err(|error| sqlx::Error::Decode(Box::new(error)))
         };
-        let metadata = raw("metadata")?;
+        let metadata = raw(row.metadata)?;
         let actor = serde_json::from_str::<serde_json::Value>(metadata.get())
             .ok()
             .and_then(|meta| meta.get("actor")?.as_str().map(str::to_owned));
-        let hash: Option<Vec<u8>> = row.try_get("hash")?;
         Ok(FeedEvent {
-            position: row.try_get("position")?,
-            transaction_id: row.try_get("transaction_id")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            recorded_at: row.try_get("recorded_at")?,
+            position: row.position,
+            transaction_id: row.transaction_id,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event: row.event_type,
+            event_version: row.event_version,
+            recorded_at: row.recorded_at,
             actor,
-            payload: raw("payload")?,
+            payload: raw(row.payload)?,
             metadata,
-            hash: hash.as_deref().map(hex).unwrap_or_default(),
+            hash: row.hash.as_deref().map(hex).unwrap_or_default(),
         })
     }
+}
+
+fn into_events(rows: Vec<FeedRow>) -> Result<Vec<FeedEvent>, sqlx::Error> {
+    rows.into_iter().map(FeedEvent::try_from).collect()
 }
 
 /// Lower-case hexadecimal.
@@ -94,19 +117,32 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The columns a [`FeedEvent`] is read from: `payload` and `metadata` as their stored
 /// text.
-const FEED_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, \
+const POSTGRES_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, recorded_at, \
      payload::text AS payload, metadata::text AS metadata, hash";
+
+/// The same on SQLite, where the global order is `position` and `payload` and `metadata`
+/// are stored as text.
+const SQLITE_COLUMNS: &str = "position, position AS transaction_id, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, recorded_at, \
+     payload, metadata, hash";
 
 /// Reads the log in global order.
 #[derive(Clone)]
 pub struct EventFeed {
-    pool: PgPool,
+    db: Db,
 }
 
 impl EventFeed {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: impl Into<Db>) -> Self {
+        Self { db: db.into() }
+    }
+
+    fn columns(&self) -> &'static str {
+        match self.db {
+            Db::Postgres(_) => POSTGRES_COLUMNS,
+            Db::Sqlite(_) => SQLITE_COLUMNS,
+        }
     }
 
     /// The place in global order of the event at position `after` (`0` is the start of
@@ -117,14 +153,24 @@ impl EventFeed {
         if after == 0 {
             return Ok(Some(LogPosition::default()));
         }
-        let transaction_id: Option<i64> = sqlx::query_scalar(
-            "SELECT transaction_id::text::bigint FROM events
-              WHERE position = $1
-                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
-        )
-        .bind(after)
-        .fetch_optional(&self.pool)
-        .await?;
+        let transaction_id: Option<i64> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT transaction_id::text::bigint FROM events
+                      WHERE position = $1
+                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+                )
+                .bind(after)
+                .fetch_optional(pool)
+                .await?
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_scalar("SELECT position FROM events WHERE position = $1")
+                    .bind(after)
+                    .fetch_optional(&sqlite.read)
+                    .await?
+            }
+        };
         Ok(transaction_id.map(|transaction_id| LogPosition {
             transaction_id,
             position: after,
@@ -134,25 +180,42 @@ impl EventFeed {
     /// Up to `limit` events after `after`.
     ///
     /// The visibility rule is the subscribers' (`arctyk_projections::subscription::
-    /// read_after`): only events below the oldest running transaction.
+    /// read_after`): only events below the oldest running transaction (on SQLite, every
+    /// committed event).
     pub async fn page(
         &self,
         after: LogPosition,
         limit: i64,
     ) -> Result<Vec<FeedEvent>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {FEED_COLUMNS} FROM events
-              WHERE (transaction_id, position) > ($1::text::xid8, $2)
-                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY events.transaction_id, events.position
-              LIMIT $3"
-        ))
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(FeedEvent::from_row).collect()
+        let rows: Vec<FeedRow> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(&format!(
+                    "SELECT {POSTGRES_COLUMNS} FROM events
+                      WHERE (transaction_id, position) > ($1::text::xid8, $2)
+                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                      ORDER BY events.transaction_id, events.position
+                      LIMIT $3"
+                ))
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_as(&format!(
+                    "SELECT {SQLITE_COLUMNS} FROM events
+                      WHERE position > $1
+                      ORDER BY position
+                      LIMIT $2"
+                ))
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(&sqlite.read)
+                .await?
+            }
+        };
+        into_events(rows)
     }
 
     /// Every event of one record, in sequence order.
@@ -161,16 +224,20 @@ impl EventFeed {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<FeedEvent>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {FEED_COLUMNS} FROM events
+        let sql = format!(
+            "SELECT {} FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2
-              ORDER BY sequence"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(FeedEvent::from_row).collect()
+              ORDER BY sequence",
+            self.columns()
+        );
+        let rows: Vec<FeedRow> = on_read!(&self.db, pool => {
+            sqlx::query_as(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?
+        });
+        into_events(rows)
     }
 
     /// Every event after `after` that is readable now, `chunk` at a time, so that memory
@@ -216,12 +283,22 @@ impl EventFeed {
     /// How many events come after `after`, readable or not: the length of an export, for
     /// its progress bar.
     pub async fn count_after(&self, after: LogPosition) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2)",
-        )
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .fetch_one(&self.pool)
-        .await
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2)",
+                )
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .fetch_one(pool)
+                .await
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE position > $1")
+                    .bind(after.position)
+                    .fetch_one(&sqlite.read)
+                    .await
+            }
+        }
     }
 }

@@ -5,11 +5,10 @@
 use arctyk_domain::{Asset, Project, Ticket};
 use arctyk_projections::catalog_projection::decode_catalog_event;
 use arctyk_projections::ticket_projection::decode_ticket_event;
-use arctyk_projections::{ProcessorError, StoredEvent};
+use arctyk_projections::{Conn, Db, LogPosition, ProcessorError, StoredEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde_json::Value;
-use sqlx::PgExecutor;
 
 /// The columns of the log read into a [`LogRow`].
 pub(crate) const LOG_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, \
@@ -62,8 +61,8 @@ pub enum AsOf {
 
 /// The record's events up to `as_of`, in sequence order. A history with a gap (which an
 /// append-only log with per-record sequences cannot have) is refused rather than folded.
-pub async fn events<'e>(
-    executor: impl PgExecutor<'e>,
+pub async fn events(
+    conn: Conn<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
     as_of: AsOf,
@@ -73,20 +72,40 @@ pub async fn events<'e>(
         AsOf::Time(time) => (Some(time), None),
         AsOf::Version(version) => (None, Some(i64::try_from(version).unwrap_or(i64::MAX))),
     };
-    let rows: Vec<LogRow> = sqlx::query_as(&format!(
-        "SELECT {LOG_COLUMNS} FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2
-            AND ($3::timestamptz IS NULL OR recorded_at <= $3)
-            AND ($4::bigint IS NULL OR sequence <= $4)
-          ORDER BY sequence"
-    ))
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(until_time)
-    .bind(until_version)
-    .fetch_all(executor)
-    .await?;
-    let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
+    let events: Vec<StoredEvent> = match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(&format!(
+                "SELECT {LOG_COLUMNS} FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2
+                    AND ($3::timestamptz IS NULL OR recorded_at <= $3)
+                    AND ($4::bigint IS NULL OR sequence <= $4)
+                  ORDER BY sequence"
+            ))
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(until_time)
+            .bind(until_version)
+            .fetch_all(conn)
+            .await?
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(
+                "SELECT position, position AS transaction_id, aggregate_type, aggregate_id,
+                        sequence, event_type, event_version, payload, metadata, recorded_at
+                   FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2
+                    AND ($3 IS NULL OR recorded_at <= $3)
+                    AND ($4 IS NULL OR sequence <= $4)
+                  ORDER BY sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(until_time)
+            .bind(until_version)
+            .fetch_all(conn)
+            .await?
+        }
+    };
     for (index, stored) in events.iter().enumerate() {
         if stored.sequence != index as i64 + 1 {
             return Err(ProcessorError::Other(format!(
@@ -134,12 +153,13 @@ pub fn fold<A: Replayable>(events: &[StoredEvent]) -> Result<A, ProcessorError> 
 
 /// The record as it stood at `as_of`, rebuilt from the log; `None` when it had no events
 /// by then (it did not exist yet, or `as_of` asks for a version it never reached).
-pub async fn load_as_of<'e, A: Replayable>(
-    executor: impl PgExecutor<'e>,
+pub async fn load_as_of<A: Replayable>(
+    db: &Db,
     aggregate_id: &str,
     as_of: AsOf,
 ) -> Result<Option<A>, ProcessorError> {
-    let events = events(executor, A::TYPE, aggregate_id, as_of).await?;
+    let mut conn = db.acquire_read().await?;
+    let events = events(conn.conn(), A::TYPE, aggregate_id, as_of).await?;
     let reached = match as_of {
         AsOf::Version(version) => events.len() as u64 == version,
         AsOf::Now | AsOf::Time(_) => true,
@@ -148,4 +168,42 @@ pub async fn load_as_of<'e, A: Replayable>(
         return Ok(None);
     }
     fold(&events).map(Some)
+}
+
+/// Where the record's newest event sits in the log's global order.
+pub async fn last_position(
+    db: &Db,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(i64, i64)> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT transaction_id::text::bigint, position
+                   FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2
+                  ORDER BY sequence DESC LIMIT 1",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?
+        }
+        Db::Sqlite(sqlite) => {
+            sqlx::query_as(
+                "SELECT position, position
+                   FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2
+                  ORDER BY sequence DESC LIMIT 1",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(&sqlite.read)
+            .await?
+        }
+    };
+    Ok(row.map(|(transaction_id, position)| LogPosition {
+        transaction_id,
+        position,
+    }))
 }

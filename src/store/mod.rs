@@ -5,5 +5,7 @@ pub mod audit_checkpoints;
 pub mod catalog_log;
 pub mod event_feed;
 pub mod event_history;
+pub mod event_repository;
+pub mod sequences;
 pub mod ticket_log;
 pub mod users;

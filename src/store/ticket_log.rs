@@ -5,36 +5,37 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arctyk_domain::{ticket_upcasters, Ticket, TicketCommand, TicketError};
-use arctyk_projections::{LogPosition, ProcessorError};
+use arctyk_projections::{Db, LogPosition, ProcessorError};
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{AggregateError, CqrsFramework, EventStore};
-use postgres_es::PostgresEventRepository;
-use sqlx::{PgPool, Row};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 
 use super::event_history::{self, AsOf};
+use super::event_repository::LogRepository;
+use super::sequences;
 
-type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<PostgresEventRepository, Ticket>>;
+type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<LogRepository, Ticket>>;
 
 /// Writes ticket commands to the log and reads tickets back from it.
 #[derive(Clone)]
 pub struct TicketLog {
-    pool: PgPool,
+    db: Db,
     cqrs: Arc<TicketCqrs>,
-    store: Arc<PersistedEventStore<PostgresEventRepository, Ticket>>,
+    store: Arc<PersistedEventStore<LogRepository, Ticket>>,
 }
 
 impl TicketLog {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(db: impl Into<Db>) -> Self {
+        let db = db.into();
         // The plain event store: the snapshot and aggregate stores of cqrs-es 0.5 apply
         // each event twice. Both stores upcast events stored in older shapes.
         let event_store = || {
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+            PersistedEventStore::new_event_store(LogRepository::new(&db))
                 .with_upcasters(ticket_upcasters())
         };
         let cqrs = CqrsFramework::new(event_store(), Vec::new(), ());
         let store = event_store();
         Self {
-            pool,
+            db,
             cqrs: Arc::new(cqrs),
             store: Arc::new(store),
         }
@@ -42,9 +43,7 @@ impl TicketLog {
 
     /// The next ticket number. Numbers taken by refused creations are not reused.
     pub async fn next_number(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT nextval('ticket_numbers')")
-            .fetch_one(&self.pool)
-            .await
+        sequences::next(&self.db, "ticket_numbers").await
     }
 
     pub async fn execute(
@@ -71,26 +70,11 @@ impl TicketLog {
         number: i64,
         as_of: AsOf,
     ) -> Result<Option<Ticket>, ProcessorError> {
-        event_history::load_as_of(&self.pool, &number.to_string(), as_of).await
+        event_history::load_as_of(&self.db, &number.to_string(), as_of).await
     }
 
     /// Where the ticket's newest event sits in the log's global order.
     pub async fn last_position(&self, number: i64) -> Result<Option<LogPosition>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text::bigint AS transaction_id, position
-               FROM events
-              WHERE aggregate_type = 'Ticket' AND aggregate_id = $1
-              ORDER BY sequence DESC LIMIT 1",
-        )
-        .bind(number.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(LogPosition {
-                transaction_id: row.try_get("transaction_id")?,
-                position: row.try_get("position")?,
-            })
-        })
-        .transpose()
+        event_history::last_position(&self.db, Ticket::TYPE, &number.to_string()).await
     }
 }

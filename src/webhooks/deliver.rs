@@ -11,29 +11,35 @@
 //! Outcomes are recorded in batches, one statement per batch (attempt log, delivery
 //! state, subscription flags), so the database cost of a delivery stays a fraction of a
 //! statement under load. At most `max_connections` requests per subscription are in
-//! flight in this process. Sending itself is in [`crate::webhooks::send`].
+//! flight in this process. Sending itself is in [`crate::webhooks::send`]; the queries,
+//! and how they differ on SQLite (one process, no `SKIP LOCKED`), in `queue`.
+
+mod queue;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arctyk_projections::Db;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde::Serialize;
-use sqlx::{FromRow, PgPool};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::config::RetrySchedule;
 use crate::webhooks::send::{http_client, send, DeliverySettings, Outcome, Request};
 use crate::webhooks::target::check_literal;
+use queue::{claim, release, ClaimRequest, Claimed};
 
 /// The channel notified (inside the writing transaction, so at its commit) whenever
-/// deliveries are written; every process's worker listens on it.
+/// deliveries are written; every process's worker listens on it. (On SQLite, one
+/// process, the writers wake the worker through [`WebhookDeliveryWorker::waker`].)
 pub const WEBHOOKS_CHANNEL: &str = "arctyk_webhook_deliveries";
 /// Deliveries in flight at once in this process, over all subscriptions.
 const MAX_IN_FLIGHT: usize = 512;
-/// How often the worker looks for due deliveries when nothing woke it.
+/// How often the worker looks for due deliveries when nothing woke it. (A wake-up can
+/// come before the deliveries it announces are committed; the poll picks them up then.)
 const POLL: Duration = Duration::from_millis(200);
 /// How much longer than the request timeout a claim holds a delivery: a lease outlives
 /// any attempt, and a crashed worker's deliveries are taken again soon after.
@@ -42,21 +48,6 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 const MAX_RECORD_BATCH: usize = 500;
 /// How long shutdown waits for deliveries in flight before releasing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// A claimed head, with what is needed to send it. No `Debug`: it holds the secret.
-#[derive(FromRow)]
-struct Claimed {
-    id: i64,
-    subscription_id: i64,
-    webhook_id: String,
-    /// The body, as the text that is signed and sent.
-    payload: String,
-    attempts: i32,
-    url: String,
-    secret: String,
-    /// The secret replaced by a rotation, while it still signs.
-    previous_secret: Option<String>,
-}
 
 /// A finished attempt, waiting to be recorded.
 struct Finished {
@@ -67,7 +58,7 @@ struct Finished {
 }
 
 pub struct WebhookDeliveryWorker {
-    pool: PgPool,
+    db: Db,
     client: reqwest::Client,
     schedule: Arc<RetrySchedule>,
     settings: DeliverySettings,
@@ -77,13 +68,13 @@ pub struct WebhookDeliveryWorker {
 impl WebhookDeliveryWorker {
     /// Fails only when no HTTP client can be built (e.g. no TLS backend).
     pub fn new(
-        pool: PgPool,
+        db: impl Into<Db>,
         schedule: RetrySchedule,
         settings: DeliverySettings,
     ) -> Result<Self, reqwest::Error> {
         let client = http_client(&settings)?;
         Ok(Self {
-            pool,
+            db: db.into(),
             client,
             schedule: Arc::new(schedule),
             settings,
@@ -92,7 +83,7 @@ impl WebhookDeliveryWorker {
     }
 
     /// A handle that wakes the worker: new deliveries were written (see
-    /// [`WEBHOOKS_CHANNEL`]).
+    /// [`WEBHOOKS_CHANNEL`]; on SQLite the enqueuer and the store wake it directly).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
     }
@@ -109,7 +100,7 @@ impl WebhookDeliveryWorker {
         let (to_record, recording) = mpsc::unbounded_channel::<Finished>();
         let (recorded_tx, mut recorded) = mpsc::unbounded_channel::<Recorded>();
         let recorder = tokio::spawn(record_batches(
-            self.pool.clone(),
+            self.db.clone(),
             self.schedule.clone(),
             recording,
             recorded_tx,
@@ -130,7 +121,13 @@ impl WebhookDeliveryWorker {
             while tasks.try_join_next().is_some() {}
             let free = MAX_IN_FLIGHT - state.requests;
             if free > 0 {
-                match claim(&self.pool, free, &self.settings, &state.per_subscription).await {
+                let request = ClaimRequest {
+                    limit: free,
+                    lease: self.settings.timeout + LEASE_MARGIN,
+                    per_endpoint: self.settings.max_connections,
+                    in_flight: &state.per_subscription,
+                };
+                match claim(&self.db, request).await {
                     Ok(heads) => {
                         tracing::debug!(claimed = heads.len(), state.requests, "webhook claim");
                         for head in heads {
@@ -187,7 +184,7 @@ impl WebhookDeliveryWorker {
         }
         let unfinished: Vec<i64> = state.unrecorded.into_iter().collect();
         if !unfinished.is_empty() {
-            if let Err(error) = release(&self.pool, &unfinished).await {
+            if let Err(error) = release(&self.db, &unfinished).await {
                 tracing::warn!(%error, "cannot release webhook deliveries at shutdown");
             }
         }
@@ -261,7 +258,7 @@ struct Recorded {
 /// closes. A batch that cannot be written is tried again (its deliveries' leases keep
 /// them from being sent meanwhile).
 async fn record_batches(
-    pool: PgPool,
+    db: Db,
     schedule: Arc<RetrySchedule>,
     mut finished: mpsc::UnboundedReceiver<Finished>,
     recorded: mpsc::UnboundedSender<Recorded>,
@@ -277,7 +274,7 @@ async fn record_batches(
         }
         let mut failures = 0u32;
         loop {
-            match record(&pool, &schedule, &batch).await {
+            match record(&db, &schedule, &batch).await {
                 Ok(retry_in) => {
                     let ids = batch.drain(..).map(|one| one.id).collect();
                     let _ = recorded.send(Recorded { ids, retry_in });
@@ -296,67 +293,6 @@ async fn record_batches(
             }
         }
     }
-}
-
-/// Leases up to `limit` due heads of distinct queues, keeping every subscription under
-/// its share of requests in flight (counting those `in_flight` already).
-async fn claim(
-    pool: &PgPool,
-    limit: usize,
-    settings: &DeliverySettings,
-    in_flight: &HashMap<i64, usize>,
-) -> Result<Vec<Claimed>, sqlx::Error> {
-    let per_endpoint = settings.max_connections;
-    let lease = settings.timeout + LEASE_MARGIN;
-    // Enough candidates to fill a couple of endpoints: every candidate costs an index
-    // probe, and each answer brings another claim anyway.
-    let limit = limit.min(2 * per_endpoint);
-    let busy: Vec<i64> = in_flight.keys().copied().collect();
-    let counts: Vec<i64> = in_flight.values().map(|n| *n as i64).collect();
-    sqlx::query_as(
-        // A head is the lowest open delivery of its queue: found by a probe of the open
-        // index per candidate, walking due deliveries oldest first and stopping at the
-        // limit. Candidates are ranked per subscription before any row is locked, so only
-        // what is taken gets locked.
-        "WITH heads AS (
-             SELECT d.id, d.subscription_id FROM webhook_deliveries d
-               JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.enabled
-              WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                AND (d.lease_until IS NULL OR d.lease_until < now())
-                AND d.id = (SELECT min(e.id) FROM webhook_deliveries e
-                             WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
-                               AND e.status IN ('pending', 'parked'))
-              ORDER BY d.id
-              LIMIT $1),
-         busy AS (SELECT * FROM unnest($4::bigint[], $5::bigint[]) AS b(subscription_id, n)),
-         chosen AS (
-             SELECT h.id FROM (
-                 SELECT heads.id, heads.subscription_id,
-                        row_number() OVER (PARTITION BY heads.subscription_id
-                                           ORDER BY heads.id) AS rank
-                   FROM heads) h
-               LEFT JOIN busy b ON b.subscription_id = h.subscription_id
-              WHERE h.rank + coalesce(b.n, 0) <= $3),
-         locked AS (
-             SELECT d.id FROM webhook_deliveries d JOIN chosen USING (id)
-              WHERE d.status = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
-                FOR UPDATE OF d SKIP LOCKED)
-         UPDATE webhook_deliveries d
-            SET lease_until = now() + make_interval(secs => $2)
-           FROM locked, webhook_subscriptions s
-          WHERE d.id = locked.id AND s.id = d.subscription_id
-      RETURNING d.id, d.subscription_id, d.webhook_id, d.payload::text AS payload, d.attempts,
-                s.url, s.secret,
-                CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END
-                    AS previous_secret",
-    )
-    .bind(limit as i64)
-    .bind(lease.as_secs_f64())
-    .bind(per_endpoint as i64)
-    .bind(&busy)
-    .bind(&counts)
-    .fetch_all(pool)
-    .await
 }
 
 #[tracing::instrument(skip_all, fields(delivery = head.id, subscription = head.subscription_id))]
@@ -441,10 +377,10 @@ fn next_step<'a>(schedule: &RetrySchedule, one: &'a Finished) -> AttemptRow<'a> 
     }
 }
 
-/// Logs a batch of attempts and moves each delivery on, in one statement. Returns the
-/// shortest wait before a retry, if any was scheduled.
+/// Logs a batch of attempts and moves each delivery on. Returns the shortest wait before
+/// a retry, if any was scheduled.
 async fn record(
-    pool: &PgPool,
+    db: &Db,
     schedule: &RetrySchedule,
     batch: &[Finished],
 ) -> Result<Option<Duration>, sqlx::Error> {
@@ -461,47 +397,6 @@ async fn record(
         .filter_map(|row| row.wait)
         .min_by(f64::total_cmp)
         .map(Duration::from_secs_f64);
-    let rows = serde_json::to_value(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "WITH r AS (
-             SELECT * FROM jsonb_to_recordset($1) AS r(delivery_id bigint, subscription_id bigint,
-                 status_code integer, duration_ms bigint, error text, excerpt text,
-                 attempts integer, status text, wait float8, gone boolean)),
-         attempts AS (
-             INSERT INTO webhook_attempts
-                 (delivery_id, status_code, duration_ms, error, response_excerpt)
-             SELECT delivery_id, status_code, least(duration_ms, 2147483647)::integer, error,
-                    excerpt
-               FROM r),
-         deliveries AS (
-             UPDATE webhook_deliveries d
-                SET status = r.status, attempts = r.attempts, lease_until = NULL,
-                    last_error = r.error,
-                    delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
-                    next_attempt_at = CASE WHEN r.wait IS NULL THEN d.next_attempt_at
-                                           ELSE now() + make_interval(secs => r.wait) END
-               FROM r WHERE d.id = r.delivery_id),
-         gone AS (
-             UPDATE webhook_subscriptions
-                SET enabled = false, disabled_reason = 'The endpoint answered 410 Gone'
-              WHERE id IN (SELECT subscription_id FROM r WHERE gone))
-         UPDATE webhook_subscriptions SET failing = true
-          WHERE id IN (SELECT subscription_id FROM r WHERE status = 'parked')",
-    )
-    .bind(rows)
-    .execute(pool)
-    .await?;
+    queue::record(db, &rows).await?;
     Ok(shortest)
-}
-
-/// Frees the leases of deliveries this worker claimed but did not finish.
-async fn release(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE webhook_deliveries SET lease_until = NULL
-          WHERE id = ANY($1) AND status = 'pending'",
-    )
-    .bind(ids)
-    .execute(pool)
-    .await?;
-    Ok(())
 }

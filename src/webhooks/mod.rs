@@ -5,6 +5,11 @@
 //! `sequence = k + 1` is not attempted before event `k` was answered 2xx or skipped by an
 //! admin. The enqueuer writes deliveries in the same transaction as its checkpoint, so a
 //! crash neither loses nor doubles one; the worker only ever sends the head of a queue.
+//!
+//! Both backends keep this promise. On PostgreSQL several processes share the
+//! queues (leases taken with `SKIP LOCKED`, workers woken by `NOTIFY`); on SQLite one
+//! process serves them, its one writer connection serialises claims, and writers wake
+//! the worker in-process.
 
 pub mod deliver;
 pub mod enqueue;

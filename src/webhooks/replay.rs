@@ -12,10 +12,11 @@
 //! one batch of deliveries however long the log is.
 
 use arctyk_projections::subscription::checkpoints;
-use arctyk_projections::{ProcessorError, StoredEvent};
+use arctyk_projections::{on_conn, Conn, Db, LogPosition, ProcessorError, StoredEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection, SqliteConnection};
 use utoipa::ToSchema;
 
 use super::enqueue::{
@@ -38,6 +39,14 @@ pub enum ReplayFrom {
 }
 
 impl ReplayFrom {
+    /// As `webhook_replays` records it: `(from_position, since)`.
+    fn parts(&self) -> (Option<i64>, Option<DateTime<Utc>>) {
+        match *self {
+            ReplayFrom::Position(position) => (Some(position), None),
+            ReplayFrom::Since(since) => (None, Some(since)),
+        }
+    }
+
     fn covers(&self, stored: &StoredEvent) -> bool {
         match self {
             ReplayFrom::Position(after) => stored.position > *after,
@@ -87,48 +96,116 @@ impl From<ProcessorError> for ReplayError {
 }
 
 /// Queues the subscription's events from `from` up to the enqueuer's checkpoint again,
-/// as new deliveries, and records the replay.
-#[tracing::instrument(skip(pool))]
+/// as new deliveries, and records the replay. On SQLite the caller wakes the delivery
+/// worker after this returns (on PostgreSQL the commit notifies every process).
+#[tracing::instrument(skip(db))]
 pub async fn replay(
-    pool: &PgPool,
+    db: &Db,
     subscription_id: i64,
     from: ReplayFrom,
     requested_by: &str,
 ) -> Result<ReplayDocument, ReplayError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     // Live deliveries are written under this lock: none can interleave with the replay's.
-    checkpoints::lock(&mut tx, WebhookEnqueuer::NAME).await?;
-    let until = checkpoints::load(&mut tx, WebhookEnqueuer::NAME).await?;
-    let wanted: Wanted =
-        sqlx::query_as("SELECT id, events FROM webhook_subscriptions WHERE id = $1 FOR SHARE")
-            .bind(subscription_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(ReplayError::NotFound)?;
-    let (from_position, since) = match from {
-        ReplayFrom::Position(position) => (Some(position), None),
-        ReplayFrom::Since(since) => (None, Some(since)),
-    };
-    let replay_id: i64 = sqlx::query_scalar(
-        "INSERT INTO webhook_replays
-             (subscription_id, from_position, since, until_position, deliveries, requested_by)
-         VALUES ($1, $2, $3, $4, 0, $5) RETURNING id",
-    )
-    .bind(subscription_id)
-    .bind(from_position)
-    .bind(since)
-    .bind(until.position)
-    .bind(requested_by)
-    .fetch_one(&mut *tx)
-    .await?;
+    // (On SQLite the replay holds the one writer connection, which the enqueuer needs.)
+    checkpoints::lock(tx.conn(), WebhookEnqueuer::NAME).await?;
+    let until = checkpoints::load(tx.conn(), WebhookEnqueuer::NAME).await?;
+    let wanted = subscription(tx.conn(), subscription_id)
+        .await?
+        .ok_or(ReplayError::NotFound)?;
+    let replay_id = record_replay(tx.conn(), subscription_id, from, until, requested_by).await?;
+    mark_records(tx.conn(), from, until).await?;
+    let queued = queue_history(tx.conn(), &wanted, from, until, replay_id).await?;
+    forget_records(tx.conn()).await?;
+    let document: ReplayDocument = on_conn!(tx.conn(), conn => {
+        sqlx::query_as(
+            "UPDATE webhook_replays SET deliveries = $2 WHERE id = $1
+             RETURNING id, subscription_id, from_position, since, until_position, deliveries,
+                       requested_by, created_at",
+        )
+        .bind(replay_id)
+        .bind(queued)
+        .fetch_one(conn)
+        .await?
+    });
+    tx.commit().await?;
+    tracing::info!(
+        replay = document.id,
+        deliveries = document.deliveries,
+        "webhook replay queued"
+    );
+    Ok(document)
+}
 
-    // The records with an event to replay; the log is then read record by record.
+/// The subscription and the events it wants, held (on PostgreSQL) until the replay ends.
+async fn subscription(conn: Conn<'_>, id: i64) -> Result<Option<Wanted>, sqlx::Error> {
+    Ok(match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as("SELECT id, events FROM webhook_subscriptions WHERE id = $1 FOR SHARE")
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+        }
+        Conn::Sqlite(conn) => {
+            sqlx::query_as("SELECT id, events FROM webhook_subscriptions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+                .map(Wanted::from_sqlite)
+        }
+    })
+}
+
+/// Records the replay, its deliveries not counted yet; returns its id.
+async fn record_replay(
+    conn: Conn<'_>,
+    subscription_id: i64,
+    from: ReplayFrom,
+    until: LogPosition,
+    requested_by: &str,
+) -> Result<i64, sqlx::Error> {
+    let (from_position, since) = from.parts();
+    on_conn!(conn, conn => {
+        sqlx::query_scalar(
+            "INSERT INTO webhook_replays
+                 (subscription_id, from_position, since, until_position, deliveries, requested_by)
+             VALUES ($1, $2, $3, $4, 0, $5) RETURNING id",
+        )
+        .bind(subscription_id)
+        .bind(from_position)
+        .bind(since)
+        .bind(until.position)
+        .bind(requested_by)
+        .fetch_one(conn)
+        .await
+    })
+}
+
+/// Notes the records with an event to replay (`webhook_replay_records`, a temporary
+/// table of this transaction); the log is then read record by record.
+async fn mark_records(
+    conn: Conn<'_>,
+    from: ReplayFrom,
+    until: LogPosition,
+) -> Result<(), sqlx::Error> {
+    match conn {
+        Conn::Postgres(conn) => mark_records_postgres(conn, from, until).await,
+        Conn::Sqlite(conn) => mark_records_sqlite(conn, from, until).await,
+    }
+}
+
+async fn mark_records_postgres(
+    conn: &mut PgConnection,
+    from: ReplayFrom,
+    until: LogPosition,
+) -> Result<(), sqlx::Error> {
+    let (from_position, since) = from.parts();
     sqlx::query(
         "CREATE TEMPORARY TABLE webhook_replay_records (
              aggregate_type text, aggregate_id text, PRIMARY KEY (aggregate_type, aggregate_id)
          ) ON COMMIT DROP",
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO webhook_replay_records
@@ -143,32 +220,71 @@ pub async fn replay(
     .bind(since)
     .bind(until.transaction_id.to_string())
     .bind(until.position)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
+    Ok(())
+}
 
+/// On SQLite the log's global order is `position`. The temporary table is dropped by
+/// [`forget_records`] before the commit, or with the transaction when it rolls back.
+async fn mark_records_sqlite(
+    conn: &mut SqliteConnection,
+    from: ReplayFrom,
+    until: LogPosition,
+) -> Result<(), sqlx::Error> {
+    let (from_position, since) = from.parts();
+    sqlx::query(
+        "CREATE TEMPORARY TABLE webhook_replay_records (
+             aggregate_type TEXT, aggregate_id TEXT, PRIMARY KEY (aggregate_type, aggregate_id)
+         )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO temp.webhook_replay_records
+         SELECT DISTINCT aggregate_type, aggregate_id FROM events
+          WHERE aggregate_type IN (SELECT value FROM json_each($1))
+            AND ($2 IS NULL OR position > $2)
+            AND ($3 IS NULL OR recorded_at >= $3)
+            AND position <= $4",
+    )
+    .bind(Json(PUBLISHED_TYPES))
+    .bind(from_position)
+    .bind(since)
+    .bind(until.position)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops the records noted by [`mark_records`] (on PostgreSQL the commit drops them).
+async fn forget_records(conn: Conn<'_>) -> Result<(), sqlx::Error> {
+    if let Conn::Sqlite(conn) = conn {
+        sqlx::query("DROP TABLE temp.webhook_replay_records")
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Where the log is read next: after this event of this record.
+type Cursor = (String, String, i64);
+
+/// Writes the deliveries of the noted records' events that the subscription wants, in
+/// each record's order; returns how many.
+async fn queue_history(
+    mut conn: Conn<'_>,
+    wanted: &Wanted,
+    from: ReplayFrom,
+    until: LogPosition,
+    replay_id: i64,
+) -> Result<i64, ReplayError> {
     let mut queued = 0i64;
     let mut pending: Vec<Delivery> = Vec::with_capacity(DELIVERY_CHUNK);
     let mut record: Option<Published> = None;
-    let mut after = (String::new(), String::new(), 0i64);
+    let mut after: Cursor = (String::new(), String::new(), 0);
     loop {
-        let rows: Vec<LogRow> = sqlx::query_as(&format!(
-            "SELECT {LOG_COLUMNS} FROM events
-              WHERE (aggregate_type, aggregate_id) IN
-                    (SELECT aggregate_type, aggregate_id FROM webhook_replay_records)
-                AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
-                AND (transaction_id, position) <= ($4::text::xid8, $5)
-              ORDER BY aggregate_type, aggregate_id, sequence
-              LIMIT $6"
-        ))
-        .bind(&after.0)
-        .bind(&after.1)
-        .bind(after.2)
-        .bind(until.transaction_id.to_string())
-        .bind(until.position)
-        .bind(EVENT_CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
-        let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
+        let events = read_chunk(conn.reborrow(), &after, until).await?;
         let Some(last) = events.last() else {
             break;
         };
@@ -187,7 +303,7 @@ pub async fn replay(
             };
             let body = webhook_body(stored, &next, current);
             pending.push(Delivery::new(
-                subscription_id,
+                wanted.id,
                 stored,
                 &next,
                 current,
@@ -195,28 +311,63 @@ pub async fn replay(
                 Some(replay_id),
             ));
             if pending.len() >= DELIVERY_CHUNK {
-                queued += flush(&mut tx, &mut pending).await?;
+                queued += flush(conn.reborrow(), &mut pending).await?;
             }
         }
     }
-    queued += flush(&mut tx, &mut pending).await?;
+    queued += flush(conn, &mut pending).await?;
+    Ok(queued)
+}
 
-    let document: ReplayDocument = sqlx::query_as(
-        "UPDATE webhook_replays SET deliveries = $2 WHERE id = $1
-         RETURNING id, subscription_id, from_position, since, until_position, deliveries,
-                   requested_by, created_at",
-    )
-    .bind(replay_id)
-    .bind(queued)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    tracing::info!(
-        replay = document.id,
-        deliveries = document.deliveries,
-        "webhook replay queued"
-    );
-    Ok(document)
+/// The next [`EVENT_CHUNK`] events of the noted records after `after`, up to `until`.
+async fn read_chunk(
+    conn: Conn<'_>,
+    after: &Cursor,
+    until: LogPosition,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows: Vec<LogRow> = match conn {
+        Conn::Postgres(conn) => {
+            sqlx::query_as(&format!(
+                "SELECT {LOG_COLUMNS} FROM events
+                  WHERE (aggregate_type, aggregate_id) IN
+                        (SELECT aggregate_type, aggregate_id FROM webhook_replay_records)
+                    AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
+                    AND (transaction_id, position) <= ($4::text::xid8, $5)
+                  ORDER BY aggregate_type, aggregate_id, sequence
+                  LIMIT $6"
+            ))
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(after.2)
+            .bind(until.transaction_id.to_string())
+            .bind(until.position)
+            .bind(EVENT_CHUNK)
+            .fetch_all(conn)
+            .await?
+        }
+        // An event's `transaction_id` is its `position` on SQLite.
+        Conn::Sqlite(conn) => {
+            sqlx::query_as(
+                "SELECT position, position AS transaction_id, aggregate_type, aggregate_id,
+                        sequence, event_type, event_version, payload, metadata, recorded_at
+                   FROM events
+                  WHERE (aggregate_type, aggregate_id) IN
+                        (SELECT aggregate_type, aggregate_id FROM temp.webhook_replay_records)
+                    AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
+                    AND position <= $4
+                  ORDER BY aggregate_type, aggregate_id, sequence
+                  LIMIT $5",
+            )
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(after.2)
+            .bind(until.position)
+            .bind(EVENT_CHUNK)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(StoredEvent::from).collect())
 }
 
 /// Folds `stored` into `record`, starting a new record at a record's first event, and
@@ -248,7 +399,7 @@ fn fold(
     Ok(event)
 }
 
-async fn flush(conn: &mut PgConnection, pending: &mut Vec<Delivery>) -> Result<i64, ReplayError> {
+async fn flush(conn: Conn<'_>, pending: &mut Vec<Delivery>) -> Result<i64, ReplayError> {
     insert_deliveries(conn, pending).await?;
     let written = pending.len() as i64;
     pending.clear();

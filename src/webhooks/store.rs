@@ -1,15 +1,21 @@
 //! Persistence of webhook subscriptions, deliveries and attempts: every query the API
-//! and the worker run on the webhook tables.
+//! runs on the webhook tables. Subscriptions are here, their deliveries in `deliveries`.
 
+mod deliveries;
+
+use std::sync::Arc;
+
+use arctyk_projections::{on_write, Db};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
-use serde_json::Value;
-use sqlx::{FromRow, PgPool};
+use sqlx::types::Json;
+use sqlx::FromRow;
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 
-use super::replay::{ReplayDocument, ReplayError, ReplayFrom};
+pub use deliveries::{AttemptDocument, DeliveryActionError, DeliveryDocument, DeliveryFilter};
 
 /// A subscription as the API shows it; the secret is only shown when it is created.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -25,6 +31,34 @@ pub struct SubscriptionDocument {
     /// Why the subscription was disabled (e.g. the endpoint answered 410).
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A subscription as SQLite returns it, its events a JSON array.
+#[derive(FromRow)]
+struct SqliteSubscription {
+    id: i64,
+    url: String,
+    events: Json<Vec<String>>,
+    enabled: bool,
+    description: String,
+    failing: bool,
+    disabled_reason: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<SqliteSubscription> for SubscriptionDocument {
+    fn from(row: SqliteSubscription) -> Self {
+        Self {
+            id: row.id,
+            url: row.url,
+            events: row.events.0,
+            enabled: row.enabled,
+            description: row.description,
+            failing: row.failing,
+            disabled_reason: row.disabled_reason,
+            created_at: row.created_at,
+        }
+    }
 }
 
 /// What a new subscription is made of, validated.
@@ -43,74 +77,6 @@ pub struct SubscriptionChange {
     pub events: Option<Vec<String>>,
     pub enabled: Option<bool>,
     pub description: Option<String>,
-}
-
-/// One attempt to deliver, as logged.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct AttemptDocument {
-    #[serde(skip)]
-    pub delivery_id: i64,
-    pub at: DateTime<Utc>,
-    /// The HTTP status answered, or null when no answer came (timeout, refused …).
-    pub status_code: Option<i32>,
-    pub duration_ms: i32,
-    pub error: Option<String>,
-    /// The first 2 KB of the response body.
-    pub response_excerpt: Option<String>,
-}
-
-/// A delivery with its attempts, as the operator view lists it.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct DeliveryDocument {
-    pub id: i64,
-    pub subscription_id: i64,
-    /// The queue the delivery waits in, in order: `ticket:<number>`, `project:<id>` or
-    /// `asset:<id>`.
-    pub queue: String,
-    /// The ticket number; null for project and asset events.
-    pub ticket: Option<i64>,
-    pub sequence: i64,
-    pub position: i64,
-    pub event: String,
-    /// `webhook-id` of every attempt of this delivery: `msg_<position>_<subscription>`,
-    /// with `_r<replay>` appended when a replay made it.
-    pub webhook_id: String,
-    /// The replay that made this delivery; null for live deliveries.
-    pub replay_id: Option<i64>,
-    /// `pending`, `delivered`, `parked` or `skipped`.
-    pub status: String,
-    pub attempts: i32,
-    pub next_attempt_at: DateTime<Utc>,
-    pub last_error: Option<String>,
-    pub skipped_by: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    /// The body sent. Over 256 KiB, `data.ticket` (or `data.project`, `data.asset`) is
-    /// replaced by `{"id", "truncated": true, "path"}` and `data.truncated` is true.
-    #[schema(value_type = Object)]
-    pub payload: Value,
-    #[sqlx(skip)]
-    pub attempt_log: Vec<AttemptDocument>,
-}
-
-/// Filters of the delivery list.
-#[derive(Default)]
-pub struct DeliveryFilter {
-    pub status: Option<String>,
-    pub ticket: Option<i64>,
-    pub queue: Option<String>,
-    pub event: Option<String>,
-}
-
-/// Why an admin action on a delivery was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryActionError {
-    #[error("No delivery with this id")]
-    NotFound,
-    #[error("{0}")]
-    NotAllowed(&'static str),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
 }
 
 /// A `whsec_` secret of 32 random bytes, as Standard Webhooks libraries expect.
@@ -147,49 +113,84 @@ pub struct Signing {
 const SUBSCRIPTION_COLUMNS: &str =
     "id, url, events, enabled, description, failing, disabled_reason, created_at";
 
-const DELIVERY_COLUMNS: &str = "id, subscription_id, queue, ticket, sequence, position, \
-     event, webhook_id, replay_id, status, attempts, next_attempt_at, last_error, skipped_by, created_at, \
-     delivered_at, payload";
-
 #[derive(Clone)]
 pub struct WebhookStore {
-    pool: PgPool,
+    db: Db,
+    /// The delivery worker of this process, woken on SQLite when deliveries became due.
+    delivery: Option<Arc<Notify>>,
 }
 
 impl WebhookStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: impl Into<Db>) -> Self {
+        Self {
+            db: db.into(),
+            delivery: None,
+        }
+    }
+
+    /// Wakes `waker` (the delivery worker's) after a retry or a replay on SQLite, where
+    /// no notification crosses the database; the worker polls otherwise.
+    pub fn with_delivery_waker(mut self, waker: Arc<Notify>) -> Self {
+        self.delivery = Some(waker);
+        self
+    }
+
+    fn wake_delivery(&self) {
+        if let (Db::Sqlite(_), Some(waker)) = (&self.db, &self.delivery) {
+            waker.notify_one();
+        }
     }
 
     pub async fn create(&self, new: NewSubscription) -> Result<SubscriptionDocument, sqlx::Error> {
-        sqlx::query_as(&format!(
+        let sql = format!(
             "INSERT INTO webhook_subscriptions (url, events, secret, enabled, description)
              VALUES ($1, $2, $3, $4, $5) RETURNING {SUBSCRIPTION_COLUMNS}"
-        ))
-        .bind(&new.url)
-        .bind(&new.events)
-        .bind(&new.secret)
-        .bind(new.enabled)
-        .bind(&new.description)
-        .fetch_one(&self.pool)
-        .await
+        );
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(&sql)
+                    .bind(&new.url)
+                    .bind(&new.events)
+                    .bind(&new.secret)
+                    .bind(new.enabled)
+                    .bind(&new.description)
+                    .fetch_one(pool)
+                    .await
+            }
+            Db::Sqlite(sqlite) => sqlx::query_as::<_, SqliteSubscription>(&sql)
+                .bind(&new.url)
+                .bind(Json(&new.events))
+                .bind(&new.secret)
+                .bind(new.enabled)
+                .bind(&new.description)
+                .fetch_one(&sqlite.write)
+                .await
+                .map(Into::into),
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<SubscriptionDocument>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions ORDER BY id");
+        match &self.db {
+            Db::Postgres(pool) => sqlx::query_as(&sql).fetch_all(pool).await,
+            Db::Sqlite(sqlite) => {
+                let rows: Vec<SqliteSubscription> =
+                    sqlx::query_as(&sql).fetch_all(&sqlite.read).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+        }
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<SubscriptionDocument>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1");
+        match &self.db {
+            Db::Postgres(pool) => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await,
+            Db::Sqlite(sqlite) => sqlx::query_as::<_, SqliteSubscription>(&sql)
+                .bind(id)
+                .fetch_optional(&sqlite.read)
+                .await
+                .map(|row| row.map(Into::into)),
+        }
     }
 
     /// Applies `change`; enabling clears the reason the subscription was disabled.
@@ -198,7 +199,7 @@ impl WebhookStore {
         id: i64,
         change: SubscriptionChange,
     ) -> Result<Option<SubscriptionDocument>, sqlx::Error> {
-        sqlx::query_as(&format!(
+        let sql = format!(
             "UPDATE webhook_subscriptions
                 SET url = coalesce($2, url),
                     events = coalesce($3, events),
@@ -207,14 +208,28 @@ impl WebhookStore {
                     disabled_reason = CASE WHEN $4 THEN NULL ELSE disabled_reason END
               WHERE id = $1
           RETURNING {SUBSCRIPTION_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(change.url)
-        .bind(change.events)
-        .bind(change.enabled)
-        .bind(change.description)
-        .fetch_optional(&self.pool)
-        .await
+        );
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(&sql)
+                    .bind(id)
+                    .bind(change.url)
+                    .bind(change.events)
+                    .bind(change.enabled)
+                    .bind(change.description)
+                    .fetch_optional(pool)
+                    .await
+            }
+            Db::Sqlite(sqlite) => sqlx::query_as::<_, SqliteSubscription>(&sql)
+                .bind(id)
+                .bind(change.url)
+                .bind(change.events.map(Json))
+                .bind(change.enabled)
+                .bind(change.description)
+                .fetch_optional(&sqlite.write)
+                .await
+                .map(|row| row.map(Into::into)),
+        }
     }
 
     /// Replaces the secret with `secret`; the replaced one keeps signing, alongside it,
@@ -225,201 +240,81 @@ impl WebhookStore {
         id: i64,
         secret: &str,
     ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        sqlx::query_scalar(
-            "UPDATE webhook_subscriptions
-                SET previous_secret = secret,
-                    previous_secret_expires_at = now() + make_interval(hours => $3),
-                    secret = $2
-              WHERE id = $1
-          RETURNING previous_secret_expires_at",
-        )
-        .bind(id)
-        .bind(secret)
-        .bind(ROTATION_OVERLAP_HOURS)
-        .fetch_optional(&self.pool)
-        .await
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "UPDATE webhook_subscriptions
+                        SET previous_secret = secret,
+                            previous_secret_expires_at = now() + make_interval(hours => $3),
+                            secret = $2
+                      WHERE id = $1
+                  RETURNING previous_secret_expires_at",
+                )
+                .bind(id)
+                .bind(secret)
+                .bind(ROTATION_OVERLAP_HOURS)
+                .fetch_optional(pool)
+                .await
+            }
+            Db::Sqlite(sqlite) => {
+                let expires_at =
+                    Utc::now() + chrono::Duration::hours(ROTATION_OVERLAP_HOURS.into());
+                sqlx::query_scalar(
+                    "UPDATE webhook_subscriptions
+                        SET previous_secret = secret, previous_secret_expires_at = $3,
+                            secret = $2
+                      WHERE id = $1
+                  RETURNING previous_secret_expires_at",
+                )
+                .bind(id)
+                .bind(secret)
+                .bind(expires_at)
+                .fetch_optional(&sqlite.write)
+                .await
+            }
+        }
     }
 
     /// The URL and the secrets that sign for the subscription now.
     pub async fn signing(&self, id: i64) -> Result<Option<Signing>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT url, secret,
-                    CASE WHEN previous_secret_expires_at > now() THEN previous_secret END
-                        AS previous_secret
-               FROM webhook_subscriptions WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT url, secret,
+                            CASE WHEN previous_secret_expires_at > now() THEN previous_secret END
+                                AS previous_secret
+                       FROM webhook_subscriptions WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_as(
+                    "SELECT url, secret,
+                            CASE WHEN previous_secret_expires_at > $2 THEN previous_secret END
+                                AS previous_secret
+                       FROM webhook_subscriptions WHERE id = $1",
+                )
+                .bind(id)
+                .bind(Utc::now())
+                .fetch_optional(&sqlite.read)
+                .await
+            }
+        }
     }
 
     /// Deletes the subscription with its queue and attempt log; false when absent.
     pub async fn delete(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM webhook_subscriptions WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = on_write!(&self.db, pool => {
+            sqlx::query("DELETE FROM webhook_subscriptions WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(deleted > 0)
     }
-
-    /// A page of the subscription's deliveries, newest first, with their attempts.
-    pub async fn deliveries(
-        &self,
-        subscription_id: i64,
-        filter: &DeliveryFilter,
-        (page, limit): (i64, i64),
-    ) -> Result<(i64, Vec<DeliveryDocument>), sqlx::Error> {
-        const WHERE: &str = "WHERE subscription_id = $1
-              AND ($2::text IS NULL OR status = $2)
-              AND ($3::bigint IS NULL OR ticket = $3)
-              AND ($4::text IS NULL OR event = $4)
-              AND ($5::text IS NULL OR queue = $5)";
-        let count: i64 =
-            sqlx::query_scalar(&format!("SELECT count(*) FROM webhook_deliveries {WHERE}"))
-                .bind(subscription_id)
-                .bind(&filter.status)
-                .bind(filter.ticket)
-                .bind(&filter.event)
-                .bind(&filter.queue)
-                .fetch_one(&self.pool)
-                .await?;
-        let mut deliveries: Vec<DeliveryDocument> = sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries {WHERE}
-              ORDER BY id DESC LIMIT $6 OFFSET $7"
-        ))
-        .bind(subscription_id)
-        .bind(&filter.status)
-        .bind(filter.ticket)
-        .bind(&filter.event)
-        .bind(&filter.queue)
-        .bind(limit)
-        .bind((page - 1).saturating_mul(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
-        let attempts: Vec<AttemptDocument> = sqlx::query_as(
-            "SELECT delivery_id, at, status_code, duration_ms, error, response_excerpt
-               FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        for attempt in attempts {
-            if let Some(delivery) = deliveries.iter_mut().find(|d| d.id == attempt.delivery_id) {
-                delivery.attempt_log.push(attempt);
-            }
-        }
-        Ok((count, deliveries))
-    }
-
-    /// Puts a parked delivery back at the head of its queue, due now, with a fresh
-    /// schedule.
-    pub async fn retry(
-        &self,
-        subscription_id: i64,
-        delivery_id: i64,
-    ) -> Result<(), DeliveryActionError> {
-        let mut tx = self.pool.begin().await?;
-        let status = delivery_status(&mut tx, subscription_id, delivery_id).await?;
-        if status != "parked" {
-            return Err(DeliveryActionError::NotAllowed(
-                "Only a parked delivery can be retried",
-            ));
-        }
-        sqlx::query(
-            "UPDATE webhook_deliveries
-                SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL
-              WHERE id = $1",
-        )
-        .bind(delivery_id)
-        .execute(&mut *tx)
-        .await?;
-        clear_failing_when_unparked(&mut tx, subscription_id).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Skips the head of a queue (parked, or pending and not being sent), so the queue
-    /// moves on to the next event.
-    pub async fn skip(
-        &self,
-        subscription_id: i64,
-        delivery_id: i64,
-        by: &str,
-    ) -> Result<(), DeliveryActionError> {
-        let mut tx = self.pool.begin().await?;
-        let status = delivery_status(&mut tx, subscription_id, delivery_id).await?;
-        if status != "parked" && status != "pending" {
-            return Err(DeliveryActionError::NotAllowed(
-                "Only a parked or pending delivery can be skipped",
-            ));
-        }
-        let skipped = sqlx::query(
-            "UPDATE webhook_deliveries d
-                SET status = 'skipped', skipped_by = $2, lease_until = NULL
-              WHERE d.id = $1
-                AND (d.lease_until IS NULL OR d.lease_until < now())
-                AND NOT EXISTS (
-                    SELECT 1 FROM webhook_deliveries e
-                     WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue
-                       AND e.id < d.id AND e.status IN ('pending', 'parked'))",
-        )
-        .bind(delivery_id)
-        .bind(by)
-        .execute(&mut *tx)
-        .await?;
-        if skipped.rows_affected() == 0 {
-            return Err(DeliveryActionError::NotAllowed(
-                "Only the head of a queue, not being sent, can be skipped",
-            ));
-        }
-        clear_failing_when_unparked(&mut tx, subscription_id).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Queues the subscription's history from `from` again, as new deliveries: see
-    /// [`replay`](super::replay).
-    pub async fn replay(
-        &self,
-        subscription_id: i64,
-        from: ReplayFrom,
-        requested_by: &str,
-    ) -> Result<ReplayDocument, ReplayError> {
-        super::replay::replay(&self.pool, subscription_id, from, requested_by).await
-    }
-}
-
-/// The delivery's status, locked for the rest of the transaction.
-async fn delivery_status(
-    conn: &mut sqlx::PgConnection,
-    subscription_id: i64,
-    delivery_id: i64,
-) -> Result<String, DeliveryActionError> {
-    sqlx::query_scalar(
-        "SELECT status FROM webhook_deliveries WHERE id = $1 AND subscription_id = $2 FOR UPDATE",
-    )
-    .bind(delivery_id)
-    .bind(subscription_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(DeliveryActionError::NotFound)
-}
-
-async fn clear_failing_when_unparked(
-    conn: &mut sqlx::PgConnection,
-    subscription_id: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE webhook_subscriptions s SET failing = false
-          WHERE s.id = $1 AND NOT EXISTS (
-              SELECT 1 FROM webhook_deliveries d
-               WHERE d.subscription_id = s.id AND d.status = 'parked')",
-    )
-    .bind(subscription_id)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,258 @@
+//! cqrs-es's event repository on either backend: postgres-es on PostgreSQL, and on SQLite
+//! a repository of our own that writes the same columns (the log's hash chain included),
+//! so that both logs verify, export and migrate alike.
+
+use arctyk_projections::{Db, SqliteDb};
+use chrono::Utc;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::Aggregate;
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+
+use crate::audit::chain::chain_hash;
+
+/// The event repository of the command path.
+pub enum LogRepository {
+    Postgres(PostgresEventRepository),
+    Sqlite(SqliteEventRepository),
+}
+
+impl LogRepository {
+    pub fn new(db: &Db) -> Self {
+        match db {
+            Db::Postgres(pool) => Self::Postgres(PostgresEventRepository::new(pool.clone())),
+            Db::Sqlite(sqlite) => Self::Sqlite(SqliteEventRepository::new(sqlite.clone())),
+        }
+    }
+}
+
+impl PersistedEventRepository for LogRepository {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        match self {
+            Self::Postgres(repo) => repo.get_events::<A>(aggregate_id).await,
+            Self::Sqlite(repo) => repo.events::<A>(aggregate_id, 0).await,
+        }
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        match self {
+            Self::Postgres(repo) => repo.get_last_events::<A>(aggregate_id, last_sequence).await,
+            Self::Sqlite(repo) => repo.events::<A>(aggregate_id, last_sequence).await,
+        }
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        match self {
+            Self::Postgres(repo) => repo.get_snapshot::<A>(aggregate_id).await,
+            // The plain event store never asks (see SPEC §1 on the snapshot store).
+            Self::Sqlite(_) => Ok(None),
+        }
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        match self {
+            Self::Postgres(repo) => repo.persist::<A>(events, snapshot_update).await,
+            Self::Sqlite(repo) => match snapshot_update {
+                None => repo.append(events).await,
+                Some(_) => Err(PersistenceError::UnknownError(
+                    "snapshots are not kept: use the plain event store".into(),
+                )),
+            },
+        }
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        match self {
+            Self::Postgres(repo) => repo.stream_events::<A>(aggregate_id).await,
+            Self::Sqlite(repo) => repo.stream(A::TYPE, Some(aggregate_id)).await,
+        }
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        match self {
+            Self::Postgres(repo) => repo.stream_all_events::<A>().await,
+            Self::Sqlite(repo) => repo.stream(A::TYPE, None).await,
+        }
+    }
+}
+
+/// The event log on SQLite.
+pub struct SqliteEventRepository {
+    db: SqliteDb,
+}
+
+type EventRow = (String, String, i64, String, String, String, String);
+
+const SELECT_EVENTS: &str = "
+SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+  FROM events
+ WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+ ORDER BY sequence";
+
+impl SqliteEventRepository {
+    pub fn new(db: SqliteDb) -> Self {
+        Self { db }
+    }
+
+    async fn events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        after_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let rows: Vec<EventRow> = sqlx::query_as(SELECT_EVENTS)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(after_sequence as i64)
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(persistence_error)?;
+        rows.into_iter().map(serialized_event).collect()
+    }
+
+    /// Appends one command's events (all of one record) in one transaction, each with its
+    /// hash chained to the record's previous event. A sequence already taken means another
+    /// command on the record came first: the caller retries.
+    async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let mut tx = self
+            .db
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(persistence_error)?;
+        let mut previous: Vec<u8> = if first.sequence > 1 {
+            sqlx::query_scalar(
+                "SELECT hash FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+            )
+            .bind(&first.aggregate_type)
+            .bind(&first.aggregate_id)
+            .bind(first.sequence as i64 - 1)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(persistence_error)?
+            .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let recorded_at = Utc::now();
+        for event in events {
+            let payload = serde_json::to_string(&event.payload).map_err(serialization_error)?;
+            let metadata = serde_json::to_string(&event.metadata).map_err(serialization_error)?;
+            let hash = chain_hash(
+                &previous,
+                [
+                    event.aggregate_type.as_str(),
+                    event.aggregate_id.as_str(),
+                    event.sequence.to_string().as_str(),
+                    event.event_type.as_str(),
+                    event.event_version.as_str(),
+                    payload.as_str(),
+                    metadata.as_str(),
+                ],
+            );
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                     event_version, payload, metadata, recorded_at, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(event.sequence as i64)
+            .bind(&event.event_type)
+            .bind(&event.event_version)
+            .bind(&payload)
+            .bind(&metadata)
+            .bind(recorded_at)
+            .bind(&hash[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(persistence_error)?;
+            previous = hash.to_vec();
+        }
+        tx.commit().await.map_err(persistence_error)
+    }
+
+    /// A record's events (or all of a type's), read completely before they are handed
+    /// on: a database error ends the stream with that error, never early and silently.
+    async fn stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Option<&str>,
+    ) -> Result<ReplayStream, PersistenceError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
+                    metadata
+               FROM events
+              WHERE aggregate_type = $1 AND ($2 IS NULL OR aggregate_id = $2)
+              ORDER BY position",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(persistence_error)?;
+        let (mut feed, stream) = ReplayStream::new(rows.len().max(1));
+        for row in rows {
+            if feed.push(serialized_event(row)).await.is_err() {
+                break;
+            }
+        }
+        Ok(stream)
+    }
+}
+
+fn serialized_event(row: EventRow) -> Result<SerializedEvent, PersistenceError> {
+    let (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) =
+        row;
+    Ok(SerializedEvent {
+        aggregate_id,
+        sequence: sequence as usize,
+        aggregate_type,
+        event_type,
+        event_version,
+        payload: serde_json::from_str(&payload).map_err(deserialization_error)?,
+        metadata: serde_json::from_str(&metadata).map_err(deserialization_error)?,
+    })
+}
+
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            PersistenceError::ConnectionError(Box::new(error))
+        }
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+fn serialization_error(error: serde_json::Error) -> PersistenceError {
+    PersistenceError::UnknownError(Box::new(error))
+}
+
+fn deserialization_error(error: serde_json::Error) -> PersistenceError {
+    PersistenceError::DeserializationError(Box::new(error))
+}
