@@ -9,6 +9,10 @@
 //! and the ratios the ticket core must meet (≥ 25 % for create, ≥ 50 % for get).
 //! `ARCTYK_BENCH_SECONDS` sets each phase's length (default 10),
 //! `ARCTYK_BENCH_DATABASE_URL` the server (default the local PostgreSQL).
+//!
+//! `ARCTYK_BENCH_BACKEND=sqlite cargo bench --bench throughput` measures the embedded
+//! backend instead, on a new SQLite file in the temporary folder, against its own
+//! targets: create-ticket ≥ 2,000/s and get-ticket ≥ 10,000/s (no pgbench there).
 
 use std::process::Command;
 
@@ -137,14 +141,24 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let sqlite = std::env::var("ARCTYK_BENCH_BACKEND").as_deref() == Ok("sqlite");
     let server_url = support::server_url();
     let database = "arctyk_bench";
-    let database_url = support::fresh_database(&server_url, database);
+    let database_url = if sqlite {
+        let folder = std::env::temp_dir().join(format!("arctyk-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).expect("temp dir");
+        format!("sqlite://{}", folder.join("arctyk.db").display())
+    } else {
+        support::fresh_database(&server_url, database)
+    };
     let token = support::create_token(&database_url, "agent");
     let server = support::Server::start(&database_url, &[]).await;
     let base = server.base.clone();
 
-    println!("arctyk throughput, {CLIENTS} concurrent connections, {seconds}s per phase");
+    let backend = if sqlite { "SQLite" } else { "PostgreSQL" };
+    println!(
+        "arctyk throughput on {backend}, {CLIENTS} concurrent connections, {seconds}s per phase"
+    );
     let create = wrk(
         "create",
         &format!("{base}/api/tickets/"),
@@ -177,6 +191,15 @@ end
         seconds,
     );
     get.print();
+    if sqlite {
+        println!(
+            "targets      create {:.0}/s (target >= 2000/s), get {:.0}/s (target >= 10000/s), errors {}",
+            create.rate,
+            get.rate,
+            create.errors + get.errors
+        );
+        return;
+    }
 
     support::psql(
         &server_url,

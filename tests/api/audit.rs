@@ -37,14 +37,14 @@ async fn small_log(app: &TestApp) -> String {
 async fn checkpoint(app: &TestApp) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        arctyk::audit::checkpoints::checkpoint_now(&app.pool)
+        arctyk::audit::checkpoints::checkpoint_now(app.pg())
             .await
             .expect("checkpoints are taken");
         let uncovered: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM events)
                   - (SELECT coalesce(sum(events), 0) FROM audit_checkpoints)::bigint",
         )
-        .fetch_one(&app.pool)
+        .fetch_one(app.pg())
         .await
         .expect("a count");
         if uncovered == 0 {
@@ -76,7 +76,7 @@ async fn tamper(app: &TestApp, sql: &str) -> i64 {
 /// Runs `steps`, then `sql`, with the event log's triggers off; returns the position `sql`
 /// touched.
 async fn tamper_in_steps(app: &TestApp, steps: &[&str], sql: &str) -> i64 {
-    let mut tx = app.pool.begin().await.expect("a transaction");
+    let mut tx = app.pg().begin().await.expect("a transaction");
     sqlx::query("ALTER TABLE events DISABLE TRIGGER ALL")
         .execute(&mut *tx)
         .await
@@ -120,7 +120,7 @@ async fn an_untouched_log_verifies_clean() {
           WHERE aggregate_type = 'Ticket' AND aggregate_id = '1'
           ORDER BY sequence DESC LIMIT 1",
     )
-    .fetch_one(&app.pool)
+    .fetch_one(app.pg())
     .await
     .unwrap();
     assert_eq!(
@@ -212,7 +212,7 @@ async fn a_deleted_event_is_a_gap() {
         "SELECT position FROM events
           WHERE aggregate_type = 'Ticket' AND aggregate_id = '1' AND sequence = 3",
     )
-    .fetch_one(&app.pool)
+    .fetch_one(app.pg())
     .await
     .unwrap();
     let (output, stdout, _) = verify(&app, &[]).await;
@@ -289,12 +289,12 @@ async fn a_forged_event_is_reported_and_a_writer_cannot_choose_its_hash() {
     let app = spawn_app().await;
     small_log(&app).await;
     let appended: i64 = sqlx::query_scalar(FORGED)
-        .fetch_one(&app.pool)
+        .fetch_one(app.pg())
         .await
         .expect("an append");
     let hash: Vec<u8> = sqlx::query_scalar("SELECT hash FROM events WHERE position = $1")
         .bind(appended)
-        .fetch_one(&app.pool)
+        .fetch_one(app.pg())
         .await
         .unwrap();
     assert_eq!(hash.len(), 32, "a SHA-256, not the one sent");
@@ -415,7 +415,7 @@ async fn updates_and_deletes_are_still_refused() {
         "DELETE FROM audit_checkpoints",
         "TRUNCATE audit_checkpoints",
     ] {
-        let error = sqlx::query(sql).execute(&app.pool).await;
+        let error = sqlx::query(sql).execute(app.pg()).await;
         assert!(error.is_err(), "{sql} refused");
     }
     app.stop().await;

@@ -1,5 +1,6 @@
 //! The `arctyk` binary's commands, run as an operator or a script would run them.
 
+use arctyk_projections::on_read;
 use std::process::{Command, Output};
 
 use serde_json::json;
@@ -133,10 +134,9 @@ async fn token_create_with_a_bad_role_or_email_fails_with_a_message() {
 
     // The refused commands created nobody.
     let app = spawn_app_with(test_config(&database_url)).await;
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count users");
+    let users: i64 = on_read!(&app.db, pool => sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(pool).await)
+    .expect("count users");
     assert_eq!(users, 0);
     app.stop().await;
 }
@@ -159,7 +159,7 @@ async fn migrate_creates_the_database_and_applies_every_migration() {
         .fetch_one(&pool)
         .await
         .expect("migrations table");
-    assert_eq!(applied, arctyk::db::MIGRATOR.iter().count() as i64);
+    assert_eq!(applied, arctyk::db::POSTGRES_MIGRATOR.iter().count() as i64);
     for table in [
         "events",
         "subscription_checkpoints",

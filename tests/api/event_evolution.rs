@@ -3,6 +3,7 @@
 //! reader of the log: the aggregate that accepts the next command, the read-model
 //! projection and its rebuild, the link mirror, history and time travel.
 
+use arctyk_projections::{on_read, on_write};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -41,15 +42,14 @@ async fn a_link_event_stored_in_its_old_shape_replays_everywhere() {
     }
 
     // Version 1.0 of `TicketLinked`, as it was stored before `mirror` existed.
-    sqlx::query(
+    on_write!(&app.db, pool => sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
                              payload, metadata)
          VALUES ('Ticket', '1', 2, 'TicketLinked', '1.0', $1, '{}')",
     )
     .bind(json!({"TicketLinked": {"kind": "relates_to", "other": 2,
         "by": "agent@example.com", "at": "2026-01-05T09:00:00Z"}}))
-    .execute(&app.pool)
-    .await
+    .execute(pool).await.map(|_| ()))
     .expect("an old-shaped event is appended");
 
     // The projection reads it; the link mirror reads it as an original and completes
@@ -108,12 +108,11 @@ async fn a_link_event_stored_in_its_old_shape_replays_everywhere() {
     assert_eq!(unlinked["version"], 4);
 
     // New link events are stored in the current shape.
-    let versions: Vec<(String, String)> = sqlx::query_as(
+    let versions: Vec<(String, String)> = on_read!(&app.db, pool => sqlx::query_as(
         "SELECT event_type, event_version FROM events
           WHERE aggregate_type = 'Ticket' AND aggregate_id = '1' ORDER BY sequence",
     )
-    .fetch_all(&app.pool)
-    .await
+    .fetch_all(pool).await)
     .expect("events");
     assert_eq!(versions[1], ("TicketLinked".to_owned(), "1.0".to_owned()));
     assert_eq!(versions[3], ("TicketUnlinked".to_owned(), "1.1".to_owned()));

@@ -38,28 +38,28 @@ async fn the_database_refuses_to_update_delete_or_truncate_events() {
         .patch("/api/tickets/1/", &token, &json!({"priority": "high"}))
         .await;
     assert_eq!(response.status(), 200);
-    let before = whole_log(&app.pool).await;
+    let before = whole_log(app.pg()).await;
     assert_eq!(before.len(), 2);
 
     assert_refused_as_append_only(
         sqlx::query("UPDATE events SET payload = '{}'::json WHERE aggregate_id = '1'")
-            .execute(&app.pool)
+            .execute(app.pg())
             .await,
     );
     assert_refused_as_append_only(
         sqlx::query("UPDATE events SET metadata = '{\"actor\": \"someone@else.com\"}'::json")
-            .execute(&app.pool)
+            .execute(app.pg())
             .await,
     );
     assert_refused_as_append_only(
         sqlx::query("DELETE FROM events WHERE sequence = 2")
-            .execute(&app.pool)
+            .execute(app.pg())
             .await,
     );
-    assert_refused_as_append_only(sqlx::query("DELETE FROM events").execute(&app.pool).await);
-    assert_refused_as_append_only(sqlx::query("TRUNCATE events").execute(&app.pool).await);
+    assert_refused_as_append_only(sqlx::query("DELETE FROM events").execute(app.pg()).await);
+    assert_refused_as_append_only(sqlx::query("TRUNCATE events").execute(app.pg()).await);
 
-    assert_eq!(whole_log(&app.pool).await, before, "the log is unchanged");
+    assert_eq!(whole_log(app.pg()).await, before, "the log is unchanged");
     let history = json(app.get("/api/tickets/1/history/", &token).await).await;
     assert_eq!(history.as_array().map(Vec::len), Some(2));
     app.stop().await;
@@ -71,7 +71,7 @@ async fn each_event_records_its_place_time_actor_request_and_client() {
     let token = app.admin().await;
     let admin_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind("admin@example.com")
-        .fetch_one(&app.pool)
+        .fetch_one(app.pg())
         .await
         .expect("admin user");
     let started = Utc::now();
@@ -110,7 +110,7 @@ async fn each_event_records_its_place_time_actor_request_and_client() {
         "SELECT position, transaction_id::text AS transaction_id, recorded_at, metadata
            FROM events WHERE aggregate_id = '1' ORDER BY sequence",
     )
-    .fetch_all(&app.pool)
+    .fetch_all(app.pg())
     .await
     .expect("events");
     assert_eq!(rows.len(), 2);
@@ -162,7 +162,7 @@ async fn positions_increase_across_tickets_in_the_order_of_writes() {
         "SELECT aggregate_id, sequence, position, transaction_id::text AS transaction_id
            FROM events ORDER BY position",
     )
-    .fetch_all(&app.pool)
+    .fetch_all(app.pg())
     .await
     .expect("events");
     let order: Vec<(String, i64)> = rows
@@ -212,7 +212,7 @@ async fn a_change_event_carries_old_and_new_values() {
     let row = sqlx::query(
         "SELECT event_type, payload FROM events WHERE aggregate_id = '1' AND sequence = 2",
     )
-    .fetch_one(&app.pool)
+    .fetch_one(app.pg())
     .await
     .expect("the update event");
     let event_type: String = row.get("event_type");

@@ -1,6 +1,7 @@
 //! The global event feed (`GET /api/events/`), the `auditor` role and
 //! `arctyk events export`.
 
+use arctyk_projections::on_read;
 use std::time::{Duration, Instant};
 
 use arctyk_domain::Role;
@@ -56,9 +57,8 @@ async fn busy_log(app: &TestApp, admin: &str) {
 
 /// The positions of every event, in the log's global order, straight from the database.
 async fn log_positions(app: &TestApp) -> Vec<i64> {
-    sqlx::query_scalar("SELECT position FROM events ORDER BY transaction_id, position")
-        .fetch_all(&app.pool)
-        .await
+    on_read!(&app.db, pool => sqlx::query_scalar("SELECT position FROM events ORDER BY transaction_id, position")
+        .fetch_all(pool).await)
         .expect("events")
 }
 
@@ -171,10 +171,9 @@ async fn the_feed_has_every_event_in_the_logs_global_order() {
         .as_str()
         .is_some_and(|t| t.contains('T')));
     let stored_hash: String =
-        sqlx::query_scalar("SELECT encode(hash, 'hex') FROM events WHERE position = $1")
+        on_read!(&app.db, pool => sqlx::query_scalar("SELECT encode(hash, 'hex') FROM events WHERE position = $1")
             .bind(first["position"].as_i64().expect("position"))
-            .fetch_one(&app.pool)
-            .await
+            .fetch_one(pool).await)
             .expect("a stored hash");
     assert_eq!(
         first["hash"],
@@ -559,12 +558,12 @@ async fn the_cursor_follows_commit_order_not_position_order() {
     let admin = app.admin().await;
     // The older transaction takes its id first but inserts last: its event has the higher
     // position and comes first in the log's order.
-    let mut older = app.pool.begin().await.expect("begin");
+    let mut older = app.pg().begin().await.expect("begin");
     sqlx::query("SELECT pg_current_xact_id()")
         .execute(&mut *older)
         .await
         .expect("xid");
-    let mut newer = app.pool.begin().await.expect("begin");
+    let mut newer = app.pg().begin().await.expect("begin");
     insert_probes(&mut newer, "newer", 1, 1).await;
     newer.commit().await.expect("commit");
     // While the older transaction runs, the newer one's event is held back.
@@ -596,7 +595,7 @@ async fn the_cursor_follows_commit_order_not_position_order() {
 async fn streams_and_exports_read_a_long_log_in_chunks() {
     let app = app_with_a_raw_log().await;
     let admin = app.admin().await;
-    let mut conn = app.pool.acquire().await.expect("connection");
+    let mut conn = app.pg().acquire().await.expect("connection");
     insert_probes(&mut conn, "long", 1, 4_500).await;
     drop(conn);
     caught_up(&app, &admin).await;

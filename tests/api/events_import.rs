@@ -4,6 +4,7 @@
 //! The log here is a few hundred events written through the API; the 100,000-event
 //! export and import are timed by `cargo bench --bench audit`.
 
+use arctyk_projections::on_read;
 use std::path::{Path, PathBuf};
 
 use arctyk_domain::Role;
@@ -128,12 +129,11 @@ async fn read_model_tables(app: &TestApp) -> Vec<(String, Value)> {
         .chain(arctyk_projections::catalog_projection::TABLES)
         .chain(&["project_keys", "asset_tags"])
     {
-        let rows: Value = sqlx::query_scalar(&format!(
+        let rows: Value = on_read!(&app.db, pool => sqlx::query_scalar(&format!(
             "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]'::jsonb)
                FROM {table} t"
         ))
-        .fetch_one(&app.pool)
-        .await
+        .fetch_one(pool).await)
         .expect("read model rows");
         tables.push(((*table).to_owned(), rows));
     }

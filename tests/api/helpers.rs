@@ -8,10 +8,22 @@ use arctyk::clock::{Clock, SystemClock};
 use arctyk::store::users::Users;
 use arctyk::{Application, Config};
 use arctyk_domain::Role;
+use arctyk_projections::{Backend, Db};
 use reqwest::{Method, Response};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
+
+/// The backend the suite runs on: `ARCTYK_TEST_BACKEND=sqlite` or PostgreSQL (the
+/// default). The same tests run on both; those that look at PostgreSQL's own mechanics
+/// live in `postgres_only` modules, which the SQLite run leaves out by name.
+pub fn backend() -> Backend {
+    match std::env::var("ARCTYK_TEST_BACKEND").as_deref() {
+        Ok("sqlite") => Backend::Sqlite,
+        Ok("postgres") | Ok("postgresql") | Err(_) => Backend::Postgres,
+        Ok(other) => panic!("ARCTYK_TEST_BACKEND={other}: use postgres or sqlite"),
+    }
+}
 
 /// The server's PostgreSQL: `ARCTYK_TEST_DATABASE_URL`, or the local one.
 pub fn admin_database_url() -> String {
@@ -19,8 +31,24 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// A URL for a new, empty database on the test server.
+/// A URL for a new, empty database of the suite's backend.
 pub fn fresh_database_url() -> String {
+    match backend() {
+        Backend::Postgres => fresh_postgres_url(),
+        Backend::Sqlite => fresh_sqlite_url(),
+    }
+}
+
+/// A new SQLite file in the system's temporary folder.
+pub fn fresh_sqlite_url() -> String {
+    let folder = std::env::temp_dir().join("arctyk-tests");
+    std::fs::create_dir_all(&folder).expect("temporary folder");
+    let file = folder.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
+    format!("sqlite://{}", file.display())
+}
+
+/// A URL for a new, empty database on the PostgreSQL test server.
+pub fn fresh_postgres_url() -> String {
     let base = admin_database_url();
     let (server, _) = base.rsplit_once('/').expect("database URL has a path");
     format!("{server}/arctyk_test_{}", uuid::Uuid::new_v4().simple())
@@ -58,7 +86,7 @@ pub fn test_config(database_url: &str) -> Config {
 pub struct TestApp {
     pub address: String,
     pub database_url: String,
-    pub pool: PgPool,
+    pub db: Db,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -85,7 +113,7 @@ pub async fn spawn_app_with_clock(config: Config, clock: Arc<dyn Clock>) -> Test
         .await
         .expect("application builds");
     let address = format!("http://{}", app.addr());
-    let pool = app.pool().clone();
+    let db = app.db().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = app
@@ -97,7 +125,7 @@ pub async fn spawn_app_with_clock(config: Config, clock: Arc<dyn Clock>) -> Test
     TestApp {
         address,
         database_url,
-        pool,
+        db,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -108,6 +136,14 @@ pub async fn spawn_app_with_clock(config: Config, clock: Arc<dyn Clock>) -> Test
 }
 
 impl TestApp {
+    /// The PostgreSQL pool, for tests of PostgreSQL's own mechanics (in `postgres_only`
+    /// modules).
+    pub fn pg(&self) -> &PgPool {
+        self.db
+            .postgres()
+            .expect("this test reads PostgreSQL directly: it belongs in a postgres_only module")
+    }
+
     /// Stops the server and its subscribers, as a process exit would.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -120,7 +156,7 @@ impl TestApp {
 
     /// A token for a user with this email and role (created if needed).
     pub async fn token_for(&self, email: &str, role: Role) -> String {
-        let users = Users::new(self.pool.clone());
+        let users = Users::new(self.db.clone());
         let user = users.upsert(email, "", role).await.expect("user");
         let token = auth::generate_token();
         users

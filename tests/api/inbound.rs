@@ -2,6 +2,7 @@
 //! `POST /api/inbound/email/` and `arctyk mail ingest`, each landing as a new ticket, a
 //! comment on the right ticket, or dropped with its reason recorded.
 
+use arctyk_projections::{on_read, on_write};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -74,28 +75,25 @@ async fn a_plain_message_becomes_a_ticket_of_a_new_end_user_via_the_email_channe
         "Hi,\n\nsince this morning my VPN connection drops every ten minutes.\n\nThanks,\nAlice"
     );
     let (role, name): (String, String) =
-        sqlx::query_as("SELECT role, name FROM users WHERE email = 'alice@example.org'")
-            .fetch_one(&app.pool)
-            .await
+        on_read!(&app.db, pool => sqlx::query_as("SELECT role, name FROM users WHERE email = 'alice@example.org'")
+            .fetch_one(pool).await)
             .unwrap();
     assert_eq!(
         (role.as_str(), name.as_str()),
         ("end_user", "Alice Example")
     );
-    let metadata: Value = sqlx::query_scalar(
+    let metadata: Value = on_read!(&app.db, pool => sqlx::query_scalar(
         "SELECT metadata FROM events WHERE aggregate_id = $1 ORDER BY sequence LIMIT 1",
     )
     .bind(number.to_string())
-    .fetch_one(&app.pool)
-    .await
+    .fetch_one(pool).await)
     .unwrap();
     assert_eq!(metadata["channel"], "email");
     assert_eq!(metadata["actor"], "alice@example.org");
     // The raw message is kept as it came.
-    let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM inbound_messages WHERE message_id = $1")
+    let raw: Vec<u8> = on_read!(&app.db, pool => sqlx::query_scalar("SELECT raw FROM inbound_messages WHERE message_id = $1")
         .bind("plain-1@mail.example.org")
-        .fetch_one(&app.pool)
-        .await
+        .fetch_one(pool).await)
         .unwrap();
     assert_eq!(raw, fixture("plain.eml"));
     // Alice, now a user, sees her ticket with her own token.
@@ -222,9 +220,8 @@ async fn automatic_mail_is_recorded_and_dropped_without_a_ticket() {
     assert_eq!(body["reason"], "read_only_sender");
     assert_eq!(ticket_count(&app, &admin).await, 0);
     let recorded: Vec<(String, String)> =
-        sqlx::query_as("SELECT outcome, reason FROM inbound_messages ORDER BY id")
-            .fetch_all(&app.pool)
-            .await
+        on_read!(&app.db, pool => sqlx::query_as("SELECT outcome, reason FROM inbound_messages ORDER BY id")
+            .fetch_all(pool).await)
             .unwrap();
     assert_eq!(recorded.len(), 5);
     assert!(recorded.iter().all(|(outcome, _)| outcome == "dropped"));
@@ -541,14 +538,13 @@ async fn attachments_over_the_limits_are_left_out_and_named() {
 /// Puts a message back as an attempt that died mid-way left it: still `received`, and
 /// long enough ago for the sender's retry to take it over.
 async fn as_if_crashed(app: &TestApp, message_id: &str) {
-    sqlx::query(
+    on_write!(&app.db, pool => sqlx::query(
         "UPDATE inbound_messages
             SET outcome = 'received', received_at = now() - interval '10 minutes'
           WHERE message_id = $1",
     )
     .bind(message_id)
-    .execute(&app.pool)
-    .await
+    .execute(pool).await.map(|_| ()))
     .expect("message reset");
 }
 

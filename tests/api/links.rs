@@ -696,7 +696,7 @@ async fn the_other_side_of_a_link_is_completed_after_a_crash_between_the_writes(
     let agent = app.agent().await;
     tickets(&app, &agent, 2).await;
     // As if the server died right after the first write: only ticket 1 has the link.
-    let log = TicketLog::new(app.pool.clone());
+    let log = TicketLog::new(app.db.clone());
     let actor = Actor {
         email: "agent@example.com".to_owned(),
         role: Role::Agent,
@@ -791,7 +791,7 @@ async fn projections_rebuild_reproduces_links_tags_watchers_and_assets() {
     .await;
     assert_eq!(response.status(), 200);
 
-    let before = crate::projection::read_models(&app.pool).await;
+    let before = crate::projection::read_models(app.pg()).await;
     let ticket_2 = json(app.get("/api/tickets/2/", &agent).await).await;
     assert!(ticket_2["links"]
         .as_array()
@@ -801,7 +801,7 @@ async fn projections_rebuild_reproduces_links_tags_watchers_and_assets() {
     let output =
         crate::cli::run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(crate::projection::read_models(&app.pool).await, before);
+    assert_eq!(crate::projection::read_models(app.pg()).await, before);
     assert_eq!(
         json(app.get("/api/tickets/2/", &agent).await).await,
         ticket_2

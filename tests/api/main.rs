@@ -22,6 +22,7 @@ mod receiver;
 mod roles;
 mod runtime_role;
 mod sla;
+mod sqlite_backend;
 mod tickets;
 mod time_travel;
 mod webhook_delivery;

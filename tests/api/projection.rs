@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use arctyk_projections::ticket_projection::TABLES;
 use arctyk_projections::{
-    Outcome, Processor, ProcessorError, StoredEvent, Subscription, TicketProjection,
+    Conn, Db, Outcome, Processor, ProcessorError, StoredEvent, Subscription, TicketProjection,
 };
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::cli::run_arctyk;
 use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
@@ -171,7 +171,7 @@ async fn writes_made_while_the_projection_was_down_appear_once_it_runs_again() {
     let ticket = json(response).await;
     assert_eq!(ticket["title"], "Scanner offline");
     assert_eq!(ticket["version"], 3);
-    let unprojected = count(&crashed.pool, "SELECT count(*) FROM ticket_history").await;
+    let unprojected = count(crashed.pg(), "SELECT count(*) FROM ticket_history").await;
     assert_eq!(unprojected, 0);
     crashed.stop().await;
 
@@ -220,8 +220,8 @@ async fn writes_made_while_the_projection_was_down_appear_once_it_runs_again() {
             .collect();
         assert_eq!(comment_ids(&comments), expected);
     }
-    let events = count(&healthy.pool, "SELECT count(*) FROM events").await;
-    let history_rows = count(&healthy.pool, "SELECT count(*) FROM ticket_history").await;
+    let events = count(healthy.pg(), "SELECT count(*) FROM events").await;
+    let history_rows = count(healthy.pg(), "SELECT count(*) FROM ticket_history").await;
     assert_eq!(history_rows, events, "one history entry per event");
     healthy.stop().await;
 }
@@ -236,7 +236,7 @@ impl Processor for CrashesAfterApplying {
 
     async fn process(
         &self,
-        conn: &mut PgConnection,
+        conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         TicketProjection.process(conn, events).await?;
@@ -261,10 +261,10 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     assert_eq!(response.status(), 201);
 
     // The projection is at the log's end so far.
-    let projected = catch_up_to(&Subscription::new(app.pool.clone(), TicketProjection), 2).await;
+    let projected = catch_up_to(&Subscription::new(app.db.clone(), TicketProjection), 2).await;
     assert_eq!(projected, 2);
-    let before = read_models(&app.pool).await;
-    let checkpoint_before = tickets_checkpoint(&app.pool).await;
+    let before = read_models(app.pg()).await;
+    let checkpoint_before = tickets_checkpoint(app.pg()).await;
     assert_eq!(before["ticket_views"].as_array().map(Vec::len), Some(1));
     assert_eq!(checkpoint_before["position"], 2);
 
@@ -288,7 +288,7 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
 
     // Other tests' transactions on the same server can hold the log's horizon back for
     // a moment; the crashing batch is the first one that sees the new events.
-    let crashing = Subscription::new(app.pool.clone(), CrashesAfterApplying);
+    let crashing = Subscription::new(app.db.clone(), CrashesAfterApplying);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let crashed = loop {
         match crashing.run_batch().await {
@@ -303,12 +303,12 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
         other => panic!("the batch fails with the processor's error, not {other:?}"),
     }
     assert_eq!(
-        read_models(&app.pool).await,
+        read_models(app.pg()).await,
         before,
         "read models rolled back"
     );
     assert_eq!(
-        tickets_checkpoint(&app.pool).await,
+        tickets_checkpoint(app.pg()).await,
         checkpoint_before,
         "checkpoint rolled back"
     );
@@ -316,20 +316,20 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     assert_eq!(page["count"], 1);
 
     // The real projection then applies the rest, once.
-    let subscription = Subscription::new(app.pool.clone(), TicketProjection);
+    let subscription = Subscription::new(app.db.clone(), TicketProjection);
     assert_eq!(catch_up_to(&subscription, 4).await, 4);
     assert_eq!(subscription.catch_up().await.expect("idle"), 0);
-    let events = count(&app.pool, "SELECT count(*) FROM events").await;
+    let events = count(app.pg(), "SELECT count(*) FROM events").await;
     assert_eq!(events, 6);
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM ticket_history").await,
+        count(app.pg(), "SELECT count(*) FROM ticket_history").await,
         events
     );
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM ticket_comments").await,
+        count(app.pg(), "SELECT count(*) FROM ticket_comments").await,
         3
     );
-    let checkpoint = tickets_checkpoint(&app.pool).await;
+    let checkpoint = tickets_checkpoint(app.pg()).await;
     assert_eq!(checkpoint["position"], 6);
 
     let page = json(app.get("/api/tickets/", &token).await).await;
@@ -435,11 +435,11 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
         .await;
     assert_eq!(response.status(), 200);
     // Writes answer once the read models include them, so these are complete now.
-    let before = read_models(&app.pool).await;
-    let checkpoint_before = tickets_checkpoint(&app.pool).await;
-    let events = count(&app.pool, "SELECT count(*) FROM events").await;
+    let before = read_models(app.pg()).await;
+    let checkpoint_before = tickets_checkpoint(app.pg()).await;
+    let events = count(app.pg(), "SELECT count(*) FROM events").await;
     let ticket_events = count(
-        &app.pool,
+        app.pg(),
         "SELECT count(*) FROM events WHERE aggregate_type = 'Ticket'",
     )
     .await;
@@ -458,7 +458,7 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
 
     let mut reported = Vec::new();
     let replayed = arctyk_projections::rebuild::rebuild(
-        &app.pool,
+        &app.db,
         &TicketProjection,
         TABLES,
         arctyk_projections::ticket_projection::AGGREGATE_TYPES,
@@ -470,14 +470,14 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     assert_eq!(replayed as i64, ticket_events);
     assert!(ticket_events < events, "the log holds project events too");
     assert_eq!(reported.last().copied(), Some(replayed));
-    assert_eq!(read_models(&app.pool).await, before);
+    assert_eq!(read_models(app.pg()).await, before);
     // The checkpoint is past every event: a subscription finds nothing more to read.
-    let checkpoint = tickets_checkpoint(&app.pool).await;
+    let checkpoint = tickets_checkpoint(app.pg()).await;
     assert!(
         transaction_id(&checkpoint) >= transaction_id(&checkpoint_before),
         "{checkpoint} after {checkpoint_before}"
     );
-    let subscription = Subscription::new(app.pool.clone(), TicketProjection);
+    let subscription = Subscription::new(app.db.clone(), TicketProjection);
     assert_eq!(subscription.catch_up().await.expect("caught up"), 0);
 
     // The same through the command an operator runs.
@@ -492,8 +492,8 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
         "reports what it replayed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(read_models(&app.pool).await, before);
-    assert!(transaction_id(&tickets_checkpoint(&app.pool).await) >= transaction_id(&checkpoint));
+    assert_eq!(read_models(app.pg()).await, before);
+    assert!(transaction_id(&tickets_checkpoint(app.pg()).await) >= transaction_id(&checkpoint));
     assert_eq!(subscription.catch_up().await.expect("caught up"), 0);
 
     // And the API serves the same tickets afterwards.
@@ -505,9 +505,9 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
 }
 
 /// Rebuilds the ticket read models from the log; returns how many events it replayed.
-pub async fn rebuild_tickets(pool: &PgPool) -> usize {
+pub async fn rebuild_tickets(db: &Db) -> usize {
     arctyk_projections::rebuild::rebuild(
-        pool,
+        db,
         &TicketProjection,
         TABLES,
         arctyk_projections::ticket_projection::AGGREGATE_TYPES,
@@ -564,7 +564,7 @@ impl Processor for IgnoresEverything {
 
     async fn process(
         &self,
-        _conn: &mut PgConnection,
+        _conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         self.seen
@@ -591,11 +591,11 @@ async fn a_subscriber_that_ignores_a_batch_moves_past_it_without_storing_its_che
         app.create_ticket(&token, json!({ "title": title })).await;
     }
 
-    let subscription = Subscription::new(app.pool.clone(), IgnoresEverything::default());
+    let subscription = Subscription::new(app.db.clone(), IgnoresEverything::default());
     assert_eq!(catch_up_to(&subscription, 3).await, 3);
     assert_eq!(subscription.processor().seen(), 3);
     assert_eq!(
-        stored_position(&app.pool, IgnoresEverything::NAME).await,
+        stored_position(app.pg(), IgnoresEverything::NAME).await,
         0,
         "no writing transaction for ignored events"
     );
@@ -605,14 +605,14 @@ async fn a_subscriber_that_ignores_a_batch_moves_past_it_without_storing_its_che
     assert_eq!(subscription.progress().current().position, 3);
 
     // After a restart the ignored events are read again, and ignored again.
-    let restarted = Subscription::new(app.pool.clone(), IgnoresEverything::default());
+    let restarted = Subscription::new(app.db.clone(), IgnoresEverything::default());
     assert_eq!(catch_up_to(&restarted, 3).await, 3);
     assert_eq!(restarted.processor().seen(), 3);
 
     // A processor that applies what it reads stores its checkpoint with every batch.
-    let projection = Subscription::new(app.pool.clone(), TicketProjection);
+    let projection = Subscription::new(app.db.clone(), TicketProjection);
     assert_eq!(catch_up_to(&projection, 3).await, 3);
-    assert_eq!(stored_position(&app.pool, TicketProjection::NAME).await, 3);
+    assert_eq!(stored_position(app.pg(), TicketProjection::NAME).await, 3);
 }
 
 #[tokio::test]
@@ -642,7 +642,7 @@ async fn a_rebuild_while_writes_go_on_leaves_no_event_out_and_none_twice() {
     };
     let rebuilds = async {
         for _ in 0..3 {
-            rebuild_tickets(&app.pool).await;
+            rebuild_tickets(&app.db).await;
             // Spread over the writes (about a second of them).
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -651,27 +651,27 @@ async fn a_rebuild_while_writes_go_on_leaves_no_event_out_and_none_twice() {
 
     // Once the live projection has caught up, every event is in the history once.
     let events = count(
-        &app.pool,
+        app.pg(),
         "SELECT count(*) FROM events WHERE aggregate_type = 'Ticket'",
     )
     .await;
     assert_eq!(events, 65);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while count(&app.pool, "SELECT count(*) FROM ticket_history").await < events
+    while count(app.pg(), "SELECT count(*) FROM ticket_history").await < events
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM ticket_history").await,
+        count(app.pg(), "SELECT count(*) FROM ticket_history").await,
         events
     );
-    let live = read_models(&app.pool).await;
+    let live = read_models(app.pg()).await;
     let page = json(app.get("/api/tickets/5/", &token).await).await;
     assert_eq!(page["title"], "Ticket 5, change 59");
 
     // And the models equal what a rebuild of the finished log gives.
-    rebuild_tickets(&app.pool).await;
-    assert_eq!(read_models(&app.pool).await, live);
+    rebuild_tickets(&app.db).await;
+    assert_eq!(read_models(app.pg()).await, live);
     app.stop().await;
 }

@@ -526,14 +526,14 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
     app.create_ticket(&agent, json!({"title": "Mixed in", "project_id": 1}))
         .await;
 
-    let before = catalog_models(&app.pool).await;
+    let before = catalog_models(app.pg()).await;
     assert_eq!(before["project_views"].as_array().unwrap().len(), 3);
     assert_eq!(before["project_history"].as_array().unwrap().len(), 5);
     assert_eq!(before["asset_views"].as_array().unwrap().len(), 2);
     assert_eq!(before["asset_history"].as_array().unwrap().len(), 4);
 
     arctyk_projections::rebuild::rebuild(
-        &app.pool,
+        &app.db,
         &CatalogProjection,
         TABLES,
         arctyk_projections::catalog_projection::AGGREGATE_TYPES,
@@ -541,7 +541,7 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
     )
     .await
     .expect("rebuild");
-    assert_eq!(catalog_models(&app.pool).await, before);
+    assert_eq!(catalog_models(app.pg()).await, before);
 
     let output = run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
     assert!(
@@ -550,7 +550,7 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("project and asset"));
-    assert_eq!(catalog_models(&app.pool).await, before);
+    assert_eq!(catalog_models(app.pg()).await, before);
 
     // The reservations survive a rebuild: keys stay taken.
     let response = app

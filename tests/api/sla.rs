@@ -2,6 +2,7 @@
 //! clock, breaches are recorded once, pauses move deadlines, and a restart across a
 //! deadline records the breach at start-up.
 
+use arctyk_projections::on_read;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -162,7 +163,7 @@ async fn a_critical_ticket_breaches_response_after_an_hour_and_resolution_after_
     clock.set(minutes(600));
     tokio::time::sleep(SEVERAL_TICKS).await;
     assert_eq!(breaches(&app, &agent, 1).await, ["response", "resolution"]);
-    assert_eq!(stored_breaches(&app.pool).await, 2);
+    assert_eq!(stored_breaches(app.pg()).await, 2);
 
     // Done tickets are no longer overdue.
     transition(&app, &agent, 1, "resolved").await;
@@ -272,7 +273,7 @@ async fn a_breach_that_fell_due_while_the_server_was_down_is_recorded_once_at_st
     let app = spawn_app_with_clock(config, Arc::new(clock.clone())).await;
     tokio::time::sleep(SEVERAL_TICKS).await;
     assert_eq!(breaches(&app, &agent, 1).await, ["response"]);
-    assert_eq!(stored_breaches(&app.pool).await, 1);
+    assert_eq!(stored_breaches(app.pg()).await, 1);
     app.stop().await;
 }
 
@@ -308,15 +309,14 @@ async fn rebuilding_the_read_models_reproduces_the_sla_state() {
     tokio::time::sleep(SEVERAL_TICKS).await;
     assert!(breaches(&app, &agent, 3).await.is_empty());
 
-    let before = ticket_views(&app.pool).await;
+    let before = ticket_views(app.pg()).await;
     let due: Vec<Option<DateTime<Utc>>> =
-        sqlx::query_scalar("SELECT next_sla_due_at FROM ticket_views ORDER BY number")
-            .fetch_all(&app.pool)
-            .await
+        on_read!(&app.db, pool => sqlx::query_scalar("SELECT next_sla_due_at FROM ticket_views ORDER BY number")
+            .fetch_all(pool).await)
             .expect("due times");
     assert_eq!(due, [Some(minutes(240)), None, Some(minutes(240))]);
-    crate::projection::rebuild_tickets(&app.pool).await;
-    assert_eq!(ticket_views(&app.pool).await, before);
+    crate::projection::rebuild_tickets(&app.db).await;
+    assert_eq!(ticket_views(app.pg()).await, before);
     assert_eq!(clock.now(), minutes(61));
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Tickets over REST: create, read, list with filters and pages, change, assign.
 
 use arctyk_domain::Role;
+use arctyk_projections::on_read;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -51,11 +52,10 @@ async fn list(app: &TestApp, token: &str, query: &str) -> Value {
 }
 
 async fn user_id(app: &TestApp, email: &str) -> i64 {
-    sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+    on_read!(&app.db, pool => sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind(email)
-        .fetch_one(&app.pool)
-        .await
-        .expect("user id")
+        .fetch_one(pool).await)
+    .expect("user id")
 }
 
 async fn patch_with_if_match(

@@ -6,6 +6,7 @@
 //! The failure pattern comes from a seed, printed at the start; set `ARCTYK_TEST_SEED`
 //! to run the same pattern again.
 
+use arctyk_projections::on_read;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -590,7 +591,7 @@ async fn order_holds_for_200_tickets_under_random_500s_and_timeouts() {
 
     write_tickets(&api, TICKETS, EVENTS, 16, |_, _| 0).await;
     let written = started.elapsed();
-    let log = wait_until_quiescent(&app.pool, &receiver, Duration::from_secs(120)).await;
+    let log = wait_until_quiescent(app.pg(), &receiver, Duration::from_secs(120)).await;
     let received = receiver.received();
     let verdict = judge(&log, &received, true);
     eprintln!(
@@ -606,9 +607,8 @@ async fn order_holds_for_200_tickets_under_random_500s_and_timeouts() {
         "the receiver did fail and stall"
     );
     let timed_out: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM webhook_attempts WHERE status_code IS NULL")
-            .fetch_one(&app.pool)
-            .await
+        on_read!(&app.db, pool => sqlx::query_scalar("SELECT count(*) FROM webhook_attempts WHERE status_code IS NULL")
+            .fetch_one(pool).await)
             .expect("count attempts");
     assert!(timed_out > 0, "the sender gave up on the stalled requests");
     // Per ticket, the events answered 2xx are 1..=10 in arrival order (a repeat after a

@@ -1,6 +1,7 @@
 //! Webhook queues beyond tickets and beyond live delivery: project and asset queues,
 //! the bound on a body's size, and replays of history — against a real HTTP receiver.
 
+use arctyk_projections::on_read;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -453,10 +454,9 @@ async fn a_replay_sends_only_the_events_the_subscription_wants_from_the_position
         let response = replay(&app, &admin, id, json!({"from_position": 0})).await;
         assert_eq!(response.status(), 202);
         replayed = json(response).await;
-        let (covered,): (bool,) = sqlx::query_as("SELECT $1 >= (SELECT max(position) FROM events)")
+        let (covered,): (bool,) = on_read!(&app.db, pool => sqlx::query_as("SELECT $1 >= (SELECT max(position) FROM events)")
             .bind(replayed["until_position"].as_i64().unwrap())
-            .fetch_one(&app.pool)
-            .await
+            .fetch_one(pool).await)
             .unwrap();
         if covered {
             break;
@@ -482,11 +482,10 @@ async fn a_replay_sends_only_the_events_the_subscription_wants_from_the_position
         .all(|d| d["event"] == "ticket.created" || d["event"] == "project.created"));
 
     // From a position: the tickets' creations after the second ticket's last event.
-    let second_last: (i64,) = sqlx::query_as(
+    let second_last: (i64,) = on_read!(&app.db, pool => sqlx::query_as(
         "SELECT max(position) FROM events WHERE aggregate_type = 'Ticket' AND aggregate_id = '2'",
     )
-    .fetch_one(&app.pool)
-    .await
+    .fetch_one(pool).await)
     .unwrap();
     let response = replay(&app, &admin, id, json!({"from_position": second_last.0})).await;
     let later = json(response).await;
@@ -500,9 +499,9 @@ async fn a_replay_sends_only_the_events_the_subscription_wants_from_the_position
         .map(|d| d["ticket"].as_i64().unwrap())
         .collect();
     assert_eq!(tickets, vec![3]);
-    let stored: (i64,) = sqlx::query_as("SELECT count(*) FROM webhook_replays")
-        .fetch_one(&app.pool)
-        .await
+    let stored: (i64,) =
+        on_read!(&app.db, pool => sqlx::query_as("SELECT count(*) FROM webhook_replays")
+        .fetch_one(pool).await)
         .unwrap();
     assert!(stored.0 >= 2);
 }
@@ -572,9 +571,9 @@ async fn a_replay_of_a_log_longer_than_its_chunks_keeps_every_queue_in_order() {
         async move { ticket_with_events(app, admin, &format!("T{t}"), EVENTS - 1).await }
     });
     futures::future::join_all(writes).await;
-    let total: (i64,) = sqlx::query_as("SELECT max(position) FROM events")
-        .fetch_one(&app.pool)
-        .await
+    let total: (i64,) =
+        on_read!(&app.db, pool => sqlx::query_as("SELECT max(position) FROM events")
+        .fetch_one(pool).await)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let replayed = loop {
@@ -588,13 +587,12 @@ async fn a_replay_of_a_log_longer_than_its_chunks_keeps_every_queue_in_order() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(replayed["deliveries"], (TICKETS * EVENTS) as i64);
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(String, i64, i64)> = on_read!(&app.db, pool => sqlx::query_as(
         "SELECT queue, sequence, (payload #>> '{data,ticket,version}')::bigint
            FROM webhook_deliveries WHERE replay_id = $1 ORDER BY id",
     )
     .bind(replayed["id"].as_i64().unwrap())
-    .fetch_all(&app.pool)
-    .await
+    .fetch_all(pool).await)
     .unwrap();
     let mut per_queue: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (queue, sequence, version) in rows {

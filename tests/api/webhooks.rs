@@ -1,6 +1,7 @@
 //! Webhooks: subscriptions (admin only), signed bodies, per-ticket order under failures,
 //! parking with retry and skip, 410, and private targets — against a real HTTP receiver.
 
+use arctyk_projections::on_write;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -686,13 +687,12 @@ async fn an_expired_previous_secret_no_longer_signs() {
         )
         .await;
     let new = json(response).await["secret"].as_str().unwrap().to_owned();
-    sqlx::query(
+    on_write!(&app.db, pool => sqlx::query(
         "UPDATE webhook_subscriptions
             SET previous_secret_expires_at = now() - interval '1 second' WHERE id = $1",
     )
     .bind(id)
-    .execute(&app.pool)
-    .await
+    .execute(pool).await.map(|_| ()))
     .unwrap();
     app.create_ticket(&admin, json!({"title": "After the overlap"}))
         .await;
