@@ -6,12 +6,9 @@ use std::time::Duration;
 /// Settings of a server process.
 #[derive(clap::Args, Clone)]
 pub struct Config {
-    /// PostgreSQL connection URL; the database is created on first start if missing.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/arctyk"
-    )]
+    /// The database, by its URL's scheme: `sqlite://FILE` (the embedded default, one
+    /// process) or `postgres://…` (several processes); created on first start if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://arctyk.db")]
     pub database_url: String,
 
     /// Address the HTTP API listens on (port 0 picks a free port).

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use arctyk_domain::{Ticket, TicketEvent};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,6 +51,15 @@ pub fn decode_ticket_event(event: &StoredEvent) -> Result<TicketEvent, Processor
         position: event.position,
         message: error.to_string(),
     })
+}
+
+/// `at` rounded to microseconds as PostgreSQL rounds a `timestamptz` (half to even): the
+/// precision comment times are kept at in the read models, on either backend.
+pub fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = i64::from(at.timestamp_subsec_nanos());
+    let (micros, rest) = (nanos / 1_000, nanos % 1_000);
+    let up = rest > 500 || (rest == 500 && micros % 2 == 1);
+    at - TimeDelta::nanoseconds(rest) + TimeDelta::microseconds(i64::from(up))
 }
 
 fn other(error: impl std::fmt::Display) -> ProcessorError {
@@ -301,15 +310,15 @@ async fn write_sqlite(
         .bind(&comment.author)
         .bind(&comment.body)
         .bind(comment.visibility)
-        .bind(comment.created_at)
-        .bind(comment.edited_at)
+        .bind(to_micros(comment.created_at))
+        .bind(comment.edited_at.map(to_micros))
         .execute(&mut *conn)
         .await?;
     }
     for edit in changes.edits.values() {
         sqlx::query("UPDATE ticket_comments SET body = $1, edited_at = $2 WHERE id = $3")
             .bind(&edit.body)
-            .bind(edit.edited_at)
+            .bind(to_micros(edit.edited_at))
             .bind(edit.id)
             .execute(&mut *conn)
             .await?;

@@ -6,7 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
-use chrono::{DateTime, TimeDelta, Utc};
+use arctyk_projections::ticket_projection::to_micros;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -133,14 +134,6 @@ fn as_stored(mut comment: Comment) -> Comment {
     comment
 }
 
-/// `at` rounded to microseconds as PostgreSQL rounds a `timestamptz` (half to even).
-fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
-    let nanos = i64::from(at.timestamp_subsec_nanos());
-    let (micros, rest) = (nanos / 1_000, nanos % 1_000);
-    let up = rest > 500 || (rest == 500 && micros % 2 == 1);
-    at - TimeDelta::nanoseconds(rest) + TimeDelta::microseconds(i64::from(up))
-}
-
 #[utoipa::path(post, path = "/api/tickets/{id}/comments", tag = "comments", request_body = NewComment,
     params(("id" = String, Path, description = "Ticket number")),
     responses((status = 201, body = CommentBody, headers(("Location" = String))), (status = 401),
@@ -232,6 +225,7 @@ pub async fn edit_comment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
 
     #[test]
     fn comment_times_round_to_microseconds_as_postgresql_does() {
