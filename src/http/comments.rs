@@ -1,12 +1,12 @@
 //! Comments on a ticket: list, add, edit. End users see and write public comments only.
 
 use arctyk_domain::{Actor, Comment, TicketCommand, Visibility};
+use arctyk_projections::ticket_projection::to_micros;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
-use arctyk_projections::ticket_projection::to_micros;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
