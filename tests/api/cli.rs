@@ -1,11 +1,11 @@
 //! The `arctyk` binary's commands, run as an operator or a script would run them.
 
-use arctyk_projections::on_read;
+use arctyk_projections::{on_read, Backend, Db};
 use std::process::{Command, Output};
 
 use serde_json::json;
 
-use crate::helpers::{fresh_database_url, json, spawn_app_with, test_config};
+use crate::helpers::{fresh_database_url, json, spawn_app_with, test_config, TestApp};
 
 /// Runs the real `arctyk` binary against `database_url`, off the async runtime.
 pub async fn run_arctyk(args: &[&str], database_url: &str, rust_log: &str) -> Output {
@@ -22,6 +22,38 @@ pub async fn run_arctyk(args: &[&str], database_url: &str, rust_log: &str) -> Ou
     })
     .await
     .expect("the arctyk binary finishes")
+}
+
+/// Runs the `arctyk` binary on the database of a running app. PostgreSQL serves both
+/// processes at once; a SQLite file is served by one process, so on SQLite the server
+/// stops for the command and starts again on the same file after it (a new address, the
+/// same data).
+pub async fn run_arctyk_beside(app: TestApp, args: &[&str]) -> (TestApp, Output) {
+    match app.db.backend() {
+        Backend::Postgres => {
+            let output = run_arctyk(args, &app.database_url, "off").await;
+            (app, output)
+        }
+        Backend::Sqlite => {
+            let database_url = app.database_url.clone();
+            app.stop().await;
+            let output = run_arctyk(args, &database_url, "off").await;
+            (spawn_app_with(test_config(&database_url)).await, output)
+        }
+    }
+}
+
+/// The app, while the `arctyk` binary runs on its database: on PostgreSQL it keeps
+/// running; a SQLite file is served by one process, so on SQLite the server stops (for
+/// good: the test has no more use for it).
+pub async fn make_way_for_the_cli(app: TestApp) -> Option<TestApp> {
+    match app.db.backend() {
+        Backend::Postgres => Some(app),
+        Backend::Sqlite => {
+            app.stop().await;
+            None
+        }
+    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -152,14 +184,23 @@ async fn migrate_creates_the_database_and_applies_every_migration() {
     let output = run_arctyk(&["migrate"], &database_url, "off").await;
     assert!(output.status.success(), "stderr: {}", stderr(&output));
 
-    let pool = sqlx::PgPool::connect(&database_url)
+    let db = Db::connect(&database_url, 1)
         .await
         .expect("the database exists");
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
-        .await
-        .expect("migrations table");
-    assert_eq!(applied, arctyk::db::POSTGRES_MIGRATOR.iter().count() as i64);
+    let applied: i64 = on_read!(&db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("migrations table");
+    assert_eq!(
+        applied,
+        arctyk::db::migrator(db.backend()).iter().count() as i64
+    );
+    let exists_sql = match db.backend() {
+        Backend::Postgres => "SELECT count(*) FROM pg_class WHERE oid = to_regclass($1)",
+        Backend::Sqlite => "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+    };
     for table in [
         "events",
         "subscription_checkpoints",
@@ -169,12 +210,12 @@ async fn migrate_creates_the_database_and_applies_every_migration() {
         "ticket_comments",
         "ticket_history",
     ] {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        let exists: i64 = on_read!(&db, pool => sqlx::query_scalar(exists_sql)
             .bind(table)
-            .fetch_one(&pool)
-            .await
-            .expect("catalog query");
-        assert!(exists, "{table} exists");
+            .fetch_one(pool)
+            .await)
+        .expect("catalog query");
+        assert_eq!(exists, 1, "{table} exists");
     }
-    pool.close().await;
+    db.close().await;
 }

@@ -3,7 +3,7 @@
 //! reader of the log: the aggregate that accepts the next command, the read-model
 //! projection and its rebuild, the link mirror, history and time travel.
 
-use arctyk_projections::{on_read, on_write};
+use arctyk_projections::{on_read, Db};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -42,15 +42,54 @@ async fn a_link_event_stored_in_its_old_shape_replays_everywhere() {
     }
 
     // Version 1.0 of `TicketLinked`, as it was stored before `mirror` existed.
-    on_write!(&app.db, pool => sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                             payload, metadata)
-         VALUES ('Ticket', '1', 2, 'TicketLinked', '1.0', $1, '{}')",
-    )
-    .bind(json!({"TicketLinked": {"kind": "relates_to", "other": 2,
-        "by": "agent@example.com", "at": "2026-01-05T09:00:00Z"}}))
-    .execute(pool).await.map(|_| ()))
-    .expect("an old-shaped event is appended");
+    let payload = json!({"TicketLinked": {"kind": "relates_to", "other": 2,
+        "by": "agent@example.com", "at": "2026-01-05T09:00:00Z"}});
+    match &app.db {
+        // PostgreSQL's triggers stamp the event and chain its hash.
+        Db::Postgres(pool) => {
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                     event_version, payload, metadata)
+                 VALUES ('Ticket', '1', 2, 'TicketLinked', '1.0', $1, '{}')",
+            )
+            .bind(&payload)
+            .execute(pool)
+            .await
+            .expect("an old-shaped event is appended");
+        }
+        // On SQLite the writer stamps it and chains its hash, as the event store does.
+        Db::Sqlite(sqlite) => {
+            let mut tx = sqlite
+                .write
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .expect("write transaction");
+            let previous: Vec<u8> = sqlx::query_scalar(
+                "SELECT hash FROM events
+                  WHERE aggregate_type = 'Ticket' AND aggregate_id = '1' AND sequence = 1",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .expect("the ticket's first event");
+            let payload = payload.to_string();
+            let hash = arctyk::audit::chain::chain_hash(
+                &previous,
+                ["Ticket", "1", "2", "TicketLinked", "1.0", &payload, "{}"],
+            );
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                     event_version, payload, metadata, recorded_at, hash)
+                 VALUES ('Ticket', '1', 2, 'TicketLinked', '1.0', $1, '{}', $2, $3)",
+            )
+            .bind(&payload)
+            .bind(chrono::Utc::now())
+            .bind(&hash[..])
+            .execute(&mut *tx)
+            .await
+            .expect("an old-shaped event is appended");
+            tx.commit().await.expect("committed");
+        }
+    }
 
     // The projection reads it; the link mirror reads it as an original and completes
     // the other side.
@@ -71,8 +110,7 @@ async fn a_link_event_stored_in_its_old_shape_replays_everywhere() {
     assert_eq!(then["version"], 2);
 
     // A rebuild of the read models from the log reproduces it.
-    let output =
-        crate::cli::run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
+    let (app, output) = crate::projection::run_arctyk_on(app, &["projections", "rebuild"]).await;
     assert!(output.status.success(), "{output:?}");
     // Not a terminal: plain lines, no progress bar redraws.
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -1,26 +1,47 @@
 //! The event log as an auditor reads it: append-only, globally ordered, and each event
 //! says who did what, from where, in which request.
 
+use arctyk_projections::{on_read, on_write, Backend, Db};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{PgPool, Row};
 
-use crate::helpers::{json, spawn_app};
+use crate::helpers::{json, spawn_app, TestApp};
 
 /// Every stored event, whole, in log order.
-async fn whole_log(pool: &PgPool) -> Vec<Value> {
-    sqlx::query_scalar("SELECT to_jsonb(e) FROM events e ORDER BY position")
-        .fetch_all(pool)
-        .await
-        .expect("read the log")
+async fn whole_log(db: &Db) -> Vec<Value> {
+    let sql = match db.backend() {
+        Backend::Postgres => "SELECT to_jsonb(e)::text FROM events e ORDER BY position",
+        Backend::Sqlite => {
+            "SELECT json_object('position', position, 'aggregate_type', aggregate_type,
+                    'aggregate_id', aggregate_id, 'sequence', sequence,
+                    'event_type', event_type, 'event_version', event_version,
+                    'payload', json(payload), 'metadata', json(metadata),
+                    'recorded_at', recorded_at, 'hash', hex(hash))
+               FROM events ORDER BY position"
+        }
+    };
+    let rows: Vec<String> =
+        on_read!(db, pool => sqlx::query_scalar(sql).fetch_all(pool).await).expect("read the log");
+    rows.iter()
+        .map(|row| serde_json::from_str(row).expect("an event as JSON"))
+        .collect()
 }
 
-fn assert_refused_as_append_only(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) {
+/// Runs `sql` on the log, which the database must refuse: on PostgreSQL with
+/// `insufficient_privilege` (42501), on SQLite with its triggers' abort (a constraint
+/// error), both saying the log is append-only.
+async fn assert_refused_as_append_only(app: &TestApp, sql: &str) {
+    let result = on_write!(&app.db, pool => sqlx::query(sql).execute(pool).await.map(|_| ()));
     let error = result.expect_err("the database refuses to rewrite the log");
     let database_error = error
         .as_database_error()
         .unwrap_or_else(|| panic!("a database error, not {error}"));
-    assert_eq!(database_error.code().as_deref(), Some("42501"));
+    let code = match app.db.backend() {
+        Backend::Postgres => "42501",
+        // SQLITE_CONSTRAINT_TRIGGER: a trigger's RAISE(ABORT, …).
+        Backend::Sqlite => "1811",
+    };
+    assert_eq!(database_error.code().as_deref(), Some(code), "{sql}");
     assert!(
         database_error.message().contains("append-only"),
         "{}",
@@ -28,8 +49,17 @@ fn assert_refused_as_append_only(result: Result<sqlx::postgres::PgQueryResult, s
     );
 }
 
+/// `transaction_id` where the log has one (PostgreSQL); on SQLite the log's global order
+/// is `position` itself.
+fn transaction_id_column(db: &Db) -> &'static str {
+    match db.backend() {
+        Backend::Postgres => "transaction_id::text AS transaction_id",
+        Backend::Sqlite => "CAST(position AS TEXT) AS transaction_id",
+    }
+}
+
 #[tokio::test]
-async fn the_database_refuses_to_update_delete_or_truncate_events() {
+async fn the_database_refuses_to_update_or_delete_events() {
     let app = spawn_app().await;
     let token = app.agent().await;
     app.create_ticket(&token, json!({"title": "Mail bounces"}))
@@ -38,28 +68,23 @@ async fn the_database_refuses_to_update_delete_or_truncate_events() {
         .patch("/api/tickets/1/", &token, &json!({"priority": "high"}))
         .await;
     assert_eq!(response.status(), 200);
-    let before = whole_log(app.pg()).await;
+    let before = whole_log(&app.db).await;
     assert_eq!(before.len(), 2);
 
-    assert_refused_as_append_only(
-        sqlx::query("UPDATE events SET payload = '{}'::json WHERE aggregate_id = '1'")
-            .execute(app.pg())
-            .await,
-    );
-    assert_refused_as_append_only(
-        sqlx::query("UPDATE events SET metadata = '{\"actor\": \"someone@else.com\"}'::json")
-            .execute(app.pg())
-            .await,
-    );
-    assert_refused_as_append_only(
-        sqlx::query("DELETE FROM events WHERE sequence = 2")
-            .execute(app.pg())
-            .await,
-    );
-    assert_refused_as_append_only(sqlx::query("DELETE FROM events").execute(app.pg()).await);
-    assert_refused_as_append_only(sqlx::query("TRUNCATE events").execute(app.pg()).await);
+    let json_cast = match app.db.backend() {
+        Backend::Postgres => "::json",
+        Backend::Sqlite => "",
+    };
+    for sql in [
+        format!("UPDATE events SET payload = '{{}}'{json_cast} WHERE aggregate_id = '1'"),
+        format!("UPDATE events SET metadata = '{{\"actor\": \"someone@else.com\"}}'{json_cast}"),
+        "DELETE FROM events WHERE sequence = 2".to_owned(),
+        "DELETE FROM events".to_owned(),
+    ] {
+        assert_refused_as_append_only(&app, &sql).await;
+    }
 
-    assert_eq!(whole_log(app.pg()).await, before, "the log is unchanged");
+    assert_eq!(whole_log(&app.db).await, before, "the log is unchanged");
     let history = json(app.get("/api/tickets/1/history/", &token).await).await;
     assert_eq!(history.as_array().map(Vec::len), Some(2));
     app.stop().await;
@@ -69,11 +94,13 @@ async fn the_database_refuses_to_update_delete_or_truncate_events() {
 async fn each_event_records_its_place_time_actor_request_and_client() {
     let app = spawn_app().await;
     let token = app.admin().await;
-    let admin_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind("admin@example.com")
-        .fetch_one(app.pg())
-        .await
-        .expect("admin user");
+    let admin_id: i64 = on_read!(&app.db, pool => sqlx::query_scalar(
+        "SELECT id FROM users WHERE email = $1",
+    )
+    .bind("admin@example.com")
+    .fetch_one(pool)
+    .await)
+    .expect("admin user");
     let started = Utc::now();
 
     let response = app
@@ -106,20 +133,18 @@ async fn each_event_records_its_place_time_actor_request_and_client() {
         "generated request id {generated}"
     );
 
-    let rows = sqlx::query(
-        "SELECT position, transaction_id::text AS transaction_id, recorded_at, metadata
+    let sql = format!(
+        "SELECT position, {}, recorded_at, metadata
            FROM events WHERE aggregate_id = '1' ORDER BY sequence",
-    )
-    .fetch_all(app.pg())
-    .await
-    .expect("events");
+        transaction_id_column(&app.db)
+    );
+    let rows: Vec<(i64, String, DateTime<Utc>, Value)> =
+        on_read!(&app.db, pool => sqlx::query_as(&sql).fetch_all(pool).await).expect("events");
     assert_eq!(rows.len(), 2);
     let expected_request_ids = ["audit-7f3a-create", generated.as_str()];
-    for (row, request_id) in rows.iter().zip(expected_request_ids) {
-        let position: i64 = row.get("position");
-        let transaction_id: String = row.get("transaction_id");
-        let recorded_at: DateTime<Utc> = row.get("recorded_at");
-        let metadata: Value = row.get("metadata");
+    for ((position, transaction_id, recorded_at, metadata), request_id) in
+        rows.into_iter().zip(expected_request_ids)
+    {
         assert!(position > 0);
         assert!(transaction_id.parse::<u64>().expect("xid8 is a number") > 0);
         assert!(recorded_at >= started - chrono::Duration::seconds(1) && recorded_at <= Utc::now());
@@ -158,31 +183,27 @@ async fn positions_increase_across_tickets_in_the_order_of_writes() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let rows = sqlx::query(
-        "SELECT aggregate_id, sequence, position, transaction_id::text AS transaction_id
+    let sql = format!(
+        "SELECT aggregate_id, sequence, position, {}
            FROM events ORDER BY position",
-    )
-    .fetch_all(app.pg())
-    .await
-    .expect("events");
+        transaction_id_column(&app.db)
+    );
+    let rows: Vec<(String, i64, i64, String)> =
+        on_read!(&app.db, pool => sqlx::query_as(&sql).fetch_all(pool).await).expect("events");
     let order: Vec<(String, i64)> = rows
         .iter()
-        .map(|row| (row.get("aggregate_id"), row.get("sequence")))
+        .map(|(aggregate_id, sequence, ..)| (aggregate_id.clone(), *sequence))
         .collect();
     let expected: Vec<(String, i64)> = [("1", 1), ("2", 1), ("1", 2), ("2", 2), ("1", 3)]
         .iter()
         .map(|(id, seq)| ((*id).to_owned(), *seq))
         .collect();
     assert_eq!(order, expected);
-    let positions: Vec<i64> = rows.iter().map(|row| row.get("position")).collect();
+    let positions: Vec<i64> = rows.iter().map(|(_, _, position, _)| *position).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     let transactions: Vec<u64> = rows
         .iter()
-        .map(|row| {
-            row.get::<String, _>("transaction_id")
-                .parse()
-                .expect("xid8")
-        })
+        .map(|(.., transaction_id)| transaction_id.parse().expect("xid8"))
         .collect();
     assert!(
         transactions.windows(2).all(|w| w[0] < w[1]),
@@ -209,14 +230,12 @@ async fn a_change_event_carries_old_and_new_values() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let row = sqlx::query(
+    let (event_type, payload): (String, Value) = on_read!(&app.db, pool => sqlx::query_as(
         "SELECT event_type, payload FROM events WHERE aggregate_id = '1' AND sequence = 2",
     )
-    .fetch_one(app.pg())
-    .await
+    .fetch_one(pool)
+    .await)
     .expect("the update event");
-    let event_type: String = row.get("event_type");
-    let payload: Value = row.get("payload");
     assert_eq!(event_type, "TicketUpdated");
     let changes = &payload["TicketUpdated"]["changes"];
     assert_eq!(
@@ -241,4 +260,22 @@ async fn a_change_event_carries_old_and_new_values() {
     let history = json(app.get("/api/tickets/1/history/", &token).await).await;
     assert_eq!(&history[1]["changes"], changes);
     app.stop().await;
+}
+
+/// PostgreSQL's own mechanics: `TRUNCATE`.
+mod postgres_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_database_refuses_to_truncate_events() {
+        let app = spawn_app().await;
+        let token = app.agent().await;
+        app.create_ticket(&token, json!({"title": "Mail bounces"}))
+            .await;
+        let before = whole_log(&app.db).await;
+        assert_eq!(before.len(), 1);
+        assert_refused_as_append_only(&app, "TRUNCATE events").await;
+        assert_eq!(whole_log(&app.db).await, before, "the log is unchanged");
+        app.stop().await;
+    }
 }

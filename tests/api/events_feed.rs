@@ -1,14 +1,14 @@
 //! The global event feed (`GET /api/events/`), the `auditor` role and
 //! `arctyk events export`.
 
-use arctyk_projections::on_read;
+use arctyk_projections::{on_read, Backend, Db};
 use std::time::{Duration, Instant};
 
 use arctyk_domain::Role;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::cli::run_arctyk;
+use crate::cli::{make_way_for_the_cli, run_arctyk, run_arctyk_beside};
 use crate::errors::problem;
 use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
 
@@ -56,10 +56,13 @@ async fn busy_log(app: &TestApp, admin: &str) {
 }
 
 /// The positions of every event, in the log's global order, straight from the database.
+/// (On SQLite the global order is `position` itself.)
 async fn log_positions(app: &TestApp) -> Vec<i64> {
-    on_read!(&app.db, pool => sqlx::query_scalar("SELECT position FROM events ORDER BY transaction_id, position")
-        .fetch_all(pool).await)
-        .expect("events")
+    let sql = match app.db.backend() {
+        Backend::Postgres => "SELECT position FROM events ORDER BY transaction_id, position",
+        Backend::Sqlite => "SELECT position FROM events ORDER BY position",
+    };
+    on_read!(&app.db, pool => sqlx::query_scalar(sql).fetch_all(pool).await).expect("events")
 }
 
 async fn feed(app: &TestApp, token: &str, query: &str) -> Value {
@@ -170,14 +173,14 @@ async fn the_feed_has_every_event_in_the_logs_global_order() {
     assert!(first["recorded_at"]
         .as_str()
         .is_some_and(|t| t.contains('T')));
-    let stored_hash: String =
-        on_read!(&app.db, pool => sqlx::query_scalar("SELECT encode(hash, 'hex') FROM events WHERE position = $1")
+    let stored_hash: Vec<u8> =
+        on_read!(&app.db, pool => sqlx::query_scalar("SELECT hash FROM events WHERE position = $1")
             .bind(first["position"].as_i64().expect("position"))
             .fetch_one(pool).await)
-            .expect("a stored hash");
+        .expect("a stored hash");
     assert_eq!(
         first["hash"],
-        stored_hash.as_str(),
+        hex::encode(stored_hash),
         "the stored hash: {first}"
     );
     assert!(
@@ -438,7 +441,9 @@ async fn export_writes_the_same_lines_as_the_stream() {
     let streamed = response.text().await.expect("body");
     assert_eq!(lines(&streamed), all);
 
-    let output = run_arctyk(&["events", "export"], &app.database_url, "off").await;
+    let database_url = app.database_url.clone();
+    let app = make_way_for_the_cli(app).await;
+    let output = run_arctyk(&["events", "export"], &database_url, "off").await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let exported = String::from_utf8(output.stdout).expect("UTF-8");
@@ -451,7 +456,7 @@ async fn export_writes_the_same_lines_as_the_stream() {
     let after = all[3]["position"].as_i64().unwrap().to_string();
     let output = run_arctyk(
         &["events", "export", "--after", &after],
-        &app.database_url,
+        &database_url,
         "off",
     )
     .await;
@@ -460,7 +465,7 @@ async fn export_writes_the_same_lines_as_the_stream() {
 
     let output = run_arctyk(
         &["events", "export", "--until", "2000-01-01T00:00:00Z"],
-        &app.database_url,
+        &database_url,
         "off",
     )
     .await;
@@ -475,7 +480,7 @@ async fn export_writes_the_same_lines_as_the_stream() {
     let until = recorded_at(&all[2]).to_rfc3339();
     let output = run_arctyk(
         &["events", "export", "--until", &until],
-        &app.database_url,
+        &database_url,
         "off",
     )
     .await;
@@ -489,20 +494,23 @@ async fn export_writes_the_same_lines_as_the_stream() {
 
     let output = run_arctyk(
         &["events", "export", "--after", "999999"],
-        &app.database_url,
+        &database_url,
         "off",
     )
     .await;
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("999999"));
-    app.stop().await;
+    if let Some(app) = app {
+        app.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn token_create_makes_auditors() {
     let app = spawn_app().await;
-    let output = run_arctyk(
+    let (app, output) = run_arctyk_beside(
+        app,
         &[
             "token",
             "create",
@@ -511,8 +519,6 @@ async fn token_create_makes_auditors() {
             "--role",
             "auditor",
         ],
-        &app.database_url,
-        "off",
     )
     .await;
     assert!(
@@ -537,7 +543,54 @@ async fn app_with_a_raw_log() -> TestApp {
     spawn_app_with(config).await
 }
 
-async fn insert_probes(conn: &mut sqlx::PgConnection, id: &str, from: i64, to: i64) {
+/// Appends `Probe` events `from..=to` of record `id`, as the server's writer would: on
+/// SQLite the writer stamps and chains each event.
+async fn insert_probes(db: &Db, id: &str, from: i64, to: i64) {
+    match db {
+        Db::Postgres(pool) => {
+            let mut conn = pool.acquire().await.expect("connection");
+            insert_probes_pg(&mut conn, id, from, to).await;
+        }
+        Db::Sqlite(sqlite) => {
+            let mut tx = sqlite.write.begin().await.expect("begin");
+            let mut previous: Vec<u8> = sqlx::query_scalar(
+                "SELECT hash FROM events
+                  WHERE aggregate_type = 'Probe' AND aggregate_id = $1 AND sequence = $2",
+            )
+            .bind(id)
+            .bind(from - 1)
+            .fetch_optional(&mut *tx)
+            .await
+            .expect("previous hash")
+            .unwrap_or_default();
+            let recorded_at = chrono::Utc::now();
+            for n in from..=to {
+                let payload = json!({"n": n}).to_string();
+                let hash = arctyk::audit::chain::chain_hash(
+                    &previous,
+                    ["Probe", id, &n.to_string(), "Probed", "1.0", &payload, "{}"],
+                );
+                sqlx::query(
+                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                         event_version, payload, metadata, recorded_at, hash)
+                     VALUES ('Probe', $1, $2, 'Probed', '1.0', $3, '{}', $4, $5)",
+                )
+                .bind(id)
+                .bind(n)
+                .bind(&payload)
+                .bind(recorded_at)
+                .bind(&hash[..])
+                .execute(&mut *tx)
+                .await
+                .expect("insert probe");
+                previous = hash.to_vec();
+            }
+            tx.commit().await.expect("commit");
+        }
+    }
+}
+
+async fn insert_probes_pg(conn: &mut sqlx::PgConnection, id: &str, from: i64, to: i64) {
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
                              payload, metadata)
@@ -553,51 +606,10 @@ async fn insert_probes(conn: &mut sqlx::PgConnection, id: &str, from: i64, to: i
 }
 
 #[tokio::test]
-async fn the_cursor_follows_commit_order_not_position_order() {
-    let app = app_with_a_raw_log().await;
-    let admin = app.admin().await;
-    // The older transaction takes its id first but inserts last: its event has the higher
-    // position and comes first in the log's order.
-    let mut older = app.pg().begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *older)
-        .await
-        .expect("xid");
-    let mut newer = app.pg().begin().await.expect("begin");
-    insert_probes(&mut newer, "newer", 1, 1).await;
-    newer.commit().await.expect("commit");
-    // While the older transaction runs, the newer one's event is held back.
-    assert!(results(&feed(&app, &admin, "").await).is_empty());
-    insert_probes(&mut older, "older", 1, 1).await;
-    older.commit().await.expect("commit");
-
-    let all = whole_feed(&app, &admin).await;
-    let ids: Vec<&str> = all
-        .iter()
-        .map(|e| e["aggregate_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["older", "newer"]);
-    let (first, second) = (positions(&all)[0], positions(&all)[1]);
-    assert!(
-        first > second,
-        "positions {first}, {second} run backwards here"
-    );
-    let page = feed(&app, &admin, &format!("?after={first}")).await;
-    assert_eq!(positions(results(&page)), [second]);
-    assert_eq!(page["next"], second);
-    let page = feed(&app, &admin, &format!("?after={second}")).await;
-    assert!(results(&page).is_empty());
-    assert_eq!(page["next"], second);
-    app.stop().await;
-}
-
-#[tokio::test]
 async fn streams_and_exports_read_a_long_log_in_chunks() {
     let app = app_with_a_raw_log().await;
     let admin = app.admin().await;
-    let mut conn = app.pg().acquire().await.expect("connection");
-    insert_probes(&mut conn, "long", 1, 4_500).await;
-    drop(conn);
+    insert_probes(&app.db, "long", 1, 4_500).await;
     caught_up(&app, &admin).await;
 
     let response = ndjson(&app, &admin, "").await;
@@ -612,10 +624,14 @@ async fn streams_and_exports_read_a_long_log_in_chunks() {
     assert_eq!(sequences, (1..=4_500).collect::<Vec<_>>());
     assert_eq!(events[0]["actor"], Value::Null, "no actor recorded");
 
-    let output = run_arctyk(&["events", "export"], &app.database_url, "off").await;
+    let database_url = app.database_url.clone();
+    let app = make_way_for_the_cli(app).await;
+    let output = run_arctyk(&["events", "export"], &database_url, "off").await;
     assert!(output.status.success());
     assert_eq!(String::from_utf8(output.stdout).unwrap(), streamed);
-    app.stop().await;
+    if let Some(app) = app {
+        app.stop().await;
+    }
 }
 
 #[tokio::test]
@@ -635,4 +651,48 @@ async fn the_document_describes_the_cursor_the_stream_and_the_missing_hash() {
         );
     }
     app.stop().await;
+}
+
+/// PostgreSQL's own mechanics: transaction ids and the visibility of concurrent commits.
+mod postgres_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_cursor_follows_commit_order_not_position_order() {
+        let app = app_with_a_raw_log().await;
+        let admin = app.admin().await;
+        // The older transaction takes its id first but inserts last: its event has the higher
+        // position and comes first in the log's order.
+        let mut older = app.pg().begin().await.expect("begin");
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *older)
+            .await
+            .expect("xid");
+        let mut newer = app.pg().begin().await.expect("begin");
+        insert_probes_pg(&mut newer, "newer", 1, 1).await;
+        newer.commit().await.expect("commit");
+        // While the older transaction runs, the newer one's event is held back.
+        assert!(results(&feed(&app, &admin, "").await).is_empty());
+        insert_probes_pg(&mut older, "older", 1, 1).await;
+        older.commit().await.expect("commit");
+
+        let all = whole_feed(&app, &admin).await;
+        let ids: Vec<&str> = all
+            .iter()
+            .map(|e| e["aggregate_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["older", "newer"]);
+        let (first, second) = (positions(&all)[0], positions(&all)[1]);
+        assert!(
+            first > second,
+            "positions {first}, {second} run backwards here"
+        );
+        let page = feed(&app, &admin, &format!("?after={first}")).await;
+        assert_eq!(positions(results(&page)), [second]);
+        assert_eq!(page["next"], second);
+        let page = feed(&app, &admin, &format!("?after={second}")).await;
+        assert!(results(&page).is_empty());
+        assert_eq!(page["next"], second);
+        app.stop().await;
+    }
 }

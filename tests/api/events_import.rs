@@ -4,13 +4,13 @@
 //! The log here is a few hundred events written through the API; the 100,000-event
 //! export and import are timed by `cargo bench --bench audit`.
 
-use arctyk_projections::on_read;
+use arctyk_projections::Db;
 use std::path::{Path, PathBuf};
 
 use arctyk_domain::Role;
 use serde_json::{json, Value};
 
-use crate::cli::run_arctyk;
+use crate::cli::{make_way_for_the_cli, run_arctyk, run_arctyk_beside};
 use crate::helpers::{fresh_database_url, spawn_app, spawn_app_with, test_config, TestApp};
 
 const TICKETS: i64 = 40;
@@ -129,15 +129,50 @@ async fn read_model_tables(app: &TestApp) -> Vec<(String, Value)> {
         .chain(arctyk_projections::catalog_projection::TABLES)
         .chain(&["project_keys", "asset_tags"])
     {
-        let rows: Value = on_read!(&app.db, pool => sqlx::query_scalar(&format!(
-            "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]'::jsonb)
-               FROM {table} t"
-        ))
-        .fetch_one(pool).await)
-        .expect("read model rows");
+        let rows: Value = match &app.db {
+            Db::Postgres(pool) => sqlx::query_scalar(&format!(
+                "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]'::jsonb)
+                   FROM {table} t"
+            ))
+            .fetch_one(pool)
+            .await
+            .expect("read model rows"),
+            Db::Sqlite(sqlite) => {
+                let mut rows: Vec<Value> = sqlx::query(&format!("SELECT * FROM {table}"))
+                    .fetch_all(&sqlite.read)
+                    .await
+                    .expect("read model rows")
+                    .iter()
+                    .map(sqlite_row_json)
+                    .collect();
+                rows.sort_by_key(Value::to_string);
+                Value::Array(rows)
+            }
+        };
         tables.push(((*table).to_owned(), rows));
     }
     tables
+}
+
+/// A SQLite row as a JSON object: integers, reals and text as such, blobs in hex.
+fn sqlite_row_json(row: &sqlx::sqlite::SqliteRow) -> Value {
+    use sqlx::{Column, Row, TypeInfo, ValueRef};
+    let mut object = serde_json::Map::new();
+    for column in row.columns() {
+        let raw = row.try_get_raw(column.ordinal()).expect("column");
+        let value = if raw.is_null() {
+            Value::Null
+        } else {
+            match raw.type_info().name() {
+                "INTEGER" => json!(row.get::<i64, _>(column.ordinal())),
+                "REAL" => json!(row.get::<f64, _>(column.ordinal())),
+                "BLOB" => json!(hex::encode(row.get::<Vec<u8>, _>(column.ordinal()))),
+                _ => json!(row.get::<String, _>(column.ordinal())),
+            }
+        };
+        object.insert(column.name().to_owned(), value);
+    }
+    Value::Object(object)
 }
 
 fn scratch_file(name: &str, contents: &str) -> (PathBuf, PathBuf) {
@@ -168,13 +203,16 @@ async fn import(file: &Path, database_url: &str) -> std::process::Output {
     .await
 }
 
+/// The events in the database at `database_url` (on SQLite, no server may hold it).
 async fn event_count(database_url: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(database_url).await.expect("connect");
-    let count = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    pool.close().await;
+    let db = Db::connect(database_url, 1).await.expect("connect");
+    let count = arctyk_projections::on_read!(&db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM events",
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("count");
+    db.close().await;
     count
 }
 
@@ -182,7 +220,7 @@ async fn event_count(database_url: &str) -> i64 {
 async fn an_imported_export_has_the_same_read_models_and_verifies_clean() {
     let original = spawn_app().await;
     let admin = busy_log(&original).await;
-    let output = run_arctyk(&["events", "export"], &original.database_url, "off").await;
+    let (original, output) = run_arctyk_beside(original, &["events", "export"]).await;
     assert!(output.status.success());
     let export = String::from_utf8(output.stdout).expect("UTF-8");
     let events = export.lines().count();
@@ -246,6 +284,7 @@ async fn an_imported_export_has_the_same_read_models_and_verifies_clean() {
     assert_eq!(response.status(), 409);
 
     // A second import into the now non-empty log is refused, and adds nothing.
+    let restored = make_way_for_the_cli(restored).await;
     let before = event_count(&restored_url).await;
     let output = import(&file, &restored_url).await;
     assert!(!output.status.success());
@@ -253,7 +292,9 @@ async fn an_imported_export_has_the_same_read_models_and_verifies_clean() {
     assert!(stderr.contains("the event log is not empty"), "{stderr}");
     assert_eq!(event_count(&restored_url).await, before);
 
-    restored.stop().await;
+    if let Some(restored) = restored {
+        restored.stop().await;
+    }
     original.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -274,9 +315,13 @@ async fn a_tampered_or_malformed_line_is_refused_and_nothing_is_imported() {
             .await;
         assert_eq!(response.status(), 200);
     }
-    let output = run_arctyk(&["events", "export"], &app.database_url, "off").await;
+    let database_url = app.database_url.clone();
+    let app = make_way_for_the_cli(app).await;
+    let output = run_arctyk(&["events", "export"], &database_url, "off").await;
     let export = String::from_utf8(output.stdout).expect("UTF-8");
-    app.stop().await;
+    if let Some(app) = app {
+        app.stop().await;
+    }
     let lines: Vec<&str> = export.lines().collect();
     let tampered_at = lines
         .iter()

@@ -791,17 +791,16 @@ async fn projections_rebuild_reproduces_links_tags_watchers_and_assets() {
     .await;
     assert_eq!(response.status(), 200);
 
-    let before = crate::projection::read_models(app.pg()).await;
+    let before = crate::projection::read_models(&app.db).await;
     let ticket_2 = json(app.get("/api/tickets/2/", &agent).await).await;
     assert!(ticket_2["links"]
         .as_array()
         .expect("links")
         .contains(&json!({"kind": "blocked_by", "ticket": 1})));
 
-    let output =
-        crate::cli::run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
+    let (app, output) = crate::projection::run_arctyk_on(app, &["projections", "rebuild"]).await;
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(crate::projection::read_models(app.pg()).await, before);
+    assert_eq!(crate::projection::read_models(&app.db).await, before);
     assert_eq!(
         json(app.get("/api/tickets/2/", &agent).await).await,
         ticket_2

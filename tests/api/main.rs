@@ -14,6 +14,7 @@ mod events_import;
 mod helpers;
 mod inbound;
 mod links;
+mod migrate_data;
 mod notifications;
 mod openapi;
 mod projection;

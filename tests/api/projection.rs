@@ -2,60 +2,106 @@
 //! rebuild from the log. Each time the read models end up as the log says, exactly once.
 
 use std::collections::BTreeSet;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use arctyk_projections::ticket_projection::TABLES;
 use arctyk_projections::{
-    Conn, Db, Outcome, Processor, ProcessorError, StoredEvent, Subscription, TicketProjection,
+    on_read, Backend, Conn, Db, Outcome, Processor, ProcessorError, StoredEvent, Subscription,
+    TicketProjection,
 };
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::cli::run_arctyk;
 use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
 
-/// Everything the `tickets` projection keeps, in a stable order.
-pub async fn read_models(pool: &PgPool) -> Value {
-    let mut dump = serde_json::Map::new();
-    for (name, query) in [
-        (
-            "ticket_views",
-            "SELECT to_jsonb(t) FROM ticket_views t ORDER BY number",
-        ),
-        (
-            "ticket_comments",
-            "SELECT to_jsonb(t) FROM ticket_comments t ORDER BY ticket_number, seq",
-        ),
-        (
-            "ticket_history",
-            "SELECT to_jsonb(t) FROM ticket_history t ORDER BY ticket_number, sequence",
-        ),
-    ] {
-        let rows: Vec<Value> = sqlx::query_scalar(query)
-            .fetch_all(pool)
+/// The rows `SELECT … FROM {table} t {rest}` reads, each as a JSON object of its columns
+/// (`to_jsonb` on PostgreSQL; on SQLite each column's stored value).
+pub async fn table_rows(db: &Db, table: &str, rest: &str) -> Vec<Value> {
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(&format!("SELECT to_jsonb(t) FROM {table} t {rest}"))
+                .fetch_all(pool)
+                .await
+                .expect("read model")
+        }
+        Db::Sqlite(sqlite) => sqlx::query(&format!("SELECT * FROM {table} t {rest}"))
+            .fetch_all(&sqlite.read)
             .await
-            .expect("read model");
-        dump.insert(name.to_owned(), Value::Array(rows));
+            .expect("read model")
+            .iter()
+            .map(sqlite_row_json)
+            .collect(),
+    }
+}
+
+/// A SQLite row as a JSON object: integers, reals and text as such, blobs in hex.
+fn sqlite_row_json(row: &sqlx::sqlite::SqliteRow) -> Value {
+    use sqlx::{Column, Row, ValueRef};
+    let mut object = serde_json::Map::new();
+    for column in row.columns() {
+        let i = column.ordinal();
+        let value = if row.try_get_raw(i).expect("column").is_null() {
+            Value::Null
+        } else if let Ok(n) = row.try_get::<i64, _>(i) {
+            json!(n)
+        } else if let Ok(x) = row.try_get::<f64, _>(i) {
+            json!(x)
+        } else if let Ok(text) = row.try_get::<String, _>(i) {
+            json!(text)
+        } else {
+            let bytes: Vec<u8> = row.try_get(i).expect("a blob");
+            json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        };
+        object.insert(column.name().to_owned(), value);
+    }
+    Value::Object(object)
+}
+
+/// Everything the `tickets` projection keeps, in a stable order.
+pub async fn read_models(db: &Db) -> Value {
+    let mut dump = serde_json::Map::new();
+    for (name, order) in [
+        ("ticket_views", "ORDER BY number"),
+        ("ticket_comments", "ORDER BY ticket_number, seq"),
+        ("ticket_history", "ORDER BY ticket_number, sequence"),
+    ] {
+        dump.insert(
+            name.to_owned(),
+            Value::Array(table_rows(db, name, order).await),
+        );
     }
     Value::Object(dump)
 }
 
 /// The `tickets` checkpoint row, whole, or null when there is none.
-async fn tickets_checkpoint(pool: &PgPool) -> Value {
-    sqlx::query_scalar::<_, Value>(
-        "SELECT to_jsonb(c) FROM subscription_checkpoints c WHERE name = 'tickets'",
-    )
-    .fetch_optional(pool)
-    .await
-    .expect("checkpoint")
-    .unwrap_or(Value::Null)
+async fn tickets_checkpoint(db: &Db) -> Value {
+    table_rows(db, "subscription_checkpoints", "WHERE name = 'tickets'")
+        .await
+        .pop()
+        .unwrap_or(Value::Null)
 }
 
-async fn count(pool: &PgPool, query: &str) -> i64 {
-    sqlx::query_scalar(query)
-        .fetch_one(pool)
-        .await
-        .expect("count")
+async fn count(db: &Db, query: &str) -> i64 {
+    on_read!(db, pool => sqlx::query_scalar(query).fetch_one(pool).await).expect("count")
+}
+
+/// Runs an `arctyk` command on the app's database. PostgreSQL serves several processes:
+/// the command runs beside the live server. A SQLite file serves one process: the server
+/// stops for the command, and starts again on the same file afterwards.
+pub async fn run_arctyk_on(app: TestApp, args: &[&str]) -> (TestApp, Output) {
+    match app.db.backend() {
+        Backend::Postgres => {
+            let output = run_arctyk(args, &app.database_url, "off").await;
+            (app, output)
+        }
+        Backend::Sqlite => {
+            let database_url = app.database_url.clone();
+            app.stop().await;
+            let output = run_arctyk(args, &database_url, "off").await;
+            (spawn_app_with(test_config(&database_url)).await, output)
+        }
+    }
 }
 
 /// An app that stands for a server whose log subscribers have crashed: writes still go
@@ -171,7 +217,7 @@ async fn writes_made_while_the_projection_was_down_appear_once_it_runs_again() {
     let ticket = json(response).await;
     assert_eq!(ticket["title"], "Scanner offline");
     assert_eq!(ticket["version"], 3);
-    let unprojected = count(crashed.pg(), "SELECT count(*) FROM ticket_history").await;
+    let unprojected = count(&crashed.db, "SELECT count(*) FROM ticket_history").await;
     assert_eq!(unprojected, 0);
     crashed.stop().await;
 
@@ -220,8 +266,8 @@ async fn writes_made_while_the_projection_was_down_appear_once_it_runs_again() {
             .collect();
         assert_eq!(comment_ids(&comments), expected);
     }
-    let events = count(healthy.pg(), "SELECT count(*) FROM events").await;
-    let history_rows = count(healthy.pg(), "SELECT count(*) FROM ticket_history").await;
+    let events = count(&healthy.db, "SELECT count(*) FROM events").await;
+    let history_rows = count(&healthy.db, "SELECT count(*) FROM ticket_history").await;
     assert_eq!(history_rows, events, "one history entry per event");
     healthy.stop().await;
 }
@@ -263,8 +309,8 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     // The projection is at the log's end so far.
     let projected = catch_up_to(&Subscription::new(app.db.clone(), TicketProjection), 2).await;
     assert_eq!(projected, 2);
-    let before = read_models(app.pg()).await;
-    let checkpoint_before = tickets_checkpoint(app.pg()).await;
+    let before = read_models(&app.db).await;
+    let checkpoint_before = tickets_checkpoint(&app.db).await;
     assert_eq!(before["ticket_views"].as_array().map(Vec::len), Some(1));
     assert_eq!(checkpoint_before["position"], 2);
 
@@ -303,12 +349,12 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
         other => panic!("the batch fails with the processor's error, not {other:?}"),
     }
     assert_eq!(
-        read_models(app.pg()).await,
+        read_models(&app.db).await,
         before,
         "read models rolled back"
     );
     assert_eq!(
-        tickets_checkpoint(app.pg()).await,
+        tickets_checkpoint(&app.db).await,
         checkpoint_before,
         "checkpoint rolled back"
     );
@@ -319,17 +365,17 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     let subscription = Subscription::new(app.db.clone(), TicketProjection);
     assert_eq!(catch_up_to(&subscription, 4).await, 4);
     assert_eq!(subscription.catch_up().await.expect("idle"), 0);
-    let events = count(app.pg(), "SELECT count(*) FROM events").await;
+    let events = count(&app.db, "SELECT count(*) FROM events").await;
     assert_eq!(events, 6);
     assert_eq!(
-        count(app.pg(), "SELECT count(*) FROM ticket_history").await,
+        count(&app.db, "SELECT count(*) FROM ticket_history").await,
         events
     );
     assert_eq!(
-        count(app.pg(), "SELECT count(*) FROM ticket_comments").await,
+        count(&app.db, "SELECT count(*) FROM ticket_comments").await,
         3
     );
-    let checkpoint = tickets_checkpoint(app.pg()).await;
+    let checkpoint = tickets_checkpoint(&app.db).await;
     assert_eq!(checkpoint["position"], 6);
 
     let page = json(app.get("/api/tickets/", &token).await).await;
@@ -435,11 +481,11 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
         .await;
     assert_eq!(response.status(), 200);
     // Writes answer once the read models include them, so these are complete now.
-    let before = read_models(app.pg()).await;
-    let checkpoint_before = tickets_checkpoint(app.pg()).await;
-    let events = count(app.pg(), "SELECT count(*) FROM events").await;
+    let before = read_models(&app.db).await;
+    let checkpoint_before = tickets_checkpoint(&app.db).await;
+    let events = count(&app.db, "SELECT count(*) FROM events").await;
     let ticket_events = count(
-        app.pg(),
+        &app.db,
         "SELECT count(*) FROM events WHERE aggregate_type = 'Ticket'",
     )
     .await;
@@ -470,9 +516,9 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     assert_eq!(replayed as i64, ticket_events);
     assert!(ticket_events < events, "the log holds project events too");
     assert_eq!(reported.last().copied(), Some(replayed));
-    assert_eq!(read_models(app.pg()).await, before);
+    assert_eq!(read_models(&app.db).await, before);
     // The checkpoint is past every event: a subscription finds nothing more to read.
-    let checkpoint = tickets_checkpoint(app.pg()).await;
+    let checkpoint = tickets_checkpoint(&app.db).await;
     assert!(
         transaction_id(&checkpoint) >= transaction_id(&checkpoint_before),
         "{checkpoint} after {checkpoint_before}"
@@ -480,8 +526,11 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     let subscription = Subscription::new(app.db.clone(), TicketProjection);
     assert_eq!(subscription.catch_up().await.expect("caught up"), 0);
 
-    // The same through the command an operator runs.
-    let output = run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
+    // The same through the command an operator runs (on SQLite, with the server stopped:
+    // one process per file; the subscription's handle on the database goes with it).
+    drop(subscription);
+    let (app, output) = run_arctyk_on(app, &["projections", "rebuild"]).await;
+    let subscription = Subscription::new(app.db.clone(), TicketProjection);
     assert!(
         output.status.success(),
         "stderr: {}",
@@ -492,8 +541,8 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
         "reports what it replayed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(read_models(app.pg()).await, before);
-    assert!(transaction_id(&tickets_checkpoint(app.pg()).await) >= transaction_id(&checkpoint));
+    assert_eq!(read_models(&app.db).await, before);
+    assert!(transaction_id(&tickets_checkpoint(&app.db).await) >= transaction_id(&checkpoint));
     assert_eq!(subscription.catch_up().await.expect("caught up"), 0);
 
     // And the API serves the same tickets afterwards.
@@ -573,13 +622,15 @@ impl Processor for IgnoresEverything {
     }
 }
 
-async fn stored_position(pool: &PgPool, name: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT position FROM subscription_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
-        .expect("checkpoint read")
-        .unwrap_or(0)
+async fn stored_position(db: &Db, name: &str) -> i64 {
+    on_read!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT position FROM subscription_checkpoints WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await)
+    .expect("checkpoint read")
+    .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -595,7 +646,7 @@ async fn a_subscriber_that_ignores_a_batch_moves_past_it_without_storing_its_che
     assert_eq!(catch_up_to(&subscription, 3).await, 3);
     assert_eq!(subscription.processor().seen(), 3);
     assert_eq!(
-        stored_position(app.pg(), IgnoresEverything::NAME).await,
+        stored_position(&app.db, IgnoresEverything::NAME).await,
         0,
         "no writing transaction for ignored events"
     );
@@ -612,7 +663,7 @@ async fn a_subscriber_that_ignores_a_batch_moves_past_it_without_storing_its_che
     // A processor that applies what it reads stores its checkpoint with every batch.
     let projection = Subscription::new(app.db.clone(), TicketProjection);
     assert_eq!(catch_up_to(&projection, 3).await, 3);
-    assert_eq!(stored_position(app.pg(), TicketProjection::NAME).await, 3);
+    assert_eq!(stored_position(&app.db, TicketProjection::NAME).await, 3);
 }
 
 #[tokio::test]
@@ -651,27 +702,27 @@ async fn a_rebuild_while_writes_go_on_leaves_no_event_out_and_none_twice() {
 
     // Once the live projection has caught up, every event is in the history once.
     let events = count(
-        app.pg(),
+        &app.db,
         "SELECT count(*) FROM events WHERE aggregate_type = 'Ticket'",
     )
     .await;
     assert_eq!(events, 65);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while count(app.pg(), "SELECT count(*) FROM ticket_history").await < events
+    while count(&app.db, "SELECT count(*) FROM ticket_history").await < events
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        count(app.pg(), "SELECT count(*) FROM ticket_history").await,
+        count(&app.db, "SELECT count(*) FROM ticket_history").await,
         events
     );
-    let live = read_models(app.pg()).await;
+    let live = read_models(&app.db).await;
     let page = json(app.get("/api/tickets/5/", &token).await).await;
     assert_eq!(page["title"], "Ticket 5, change 59");
 
     // And the models equal what a rebuild of the finished log gives.
     rebuild_tickets(&app.db).await;
-    assert_eq!(read_models(app.pg()).await, live);
+    assert_eq!(read_models(&app.db).await, live);
     app.stop().await;
 }

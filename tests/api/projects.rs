@@ -3,12 +3,10 @@
 
 use arctyk_domain::Role;
 use arctyk_projections::catalog_projection::TABLES;
-use arctyk_projections::CatalogProjection;
+use arctyk_projections::{CatalogProjection, Db};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
-use crate::cli::run_arctyk;
 use crate::helpers::{json, spawn_app, TestApp};
 
 async fn create_project(app: &TestApp, token: &str, body: Value) -> Value {
@@ -464,7 +462,7 @@ async fn bad_project_input_is_a_problem_never_a_server_error() {
 }
 
 /// Everything the `catalog` projection keeps, in a stable order.
-async fn catalog_models(pool: &PgPool) -> Value {
+async fn catalog_models(db: &Db) -> Value {
     let mut dump = serde_json::Map::new();
     for (table, order) in [
         ("project_views", "id"),
@@ -472,12 +470,7 @@ async fn catalog_models(pool: &PgPool) -> Value {
         ("asset_views", "id"),
         ("asset_history", "asset_id, sequence"),
     ] {
-        let rows: Vec<Value> = sqlx::query_scalar(&format!(
-            "SELECT to_jsonb(t) FROM {table} t ORDER BY {order}"
-        ))
-        .fetch_all(pool)
-        .await
-        .expect("dump");
+        let rows = crate::projection::table_rows(db, table, &format!("ORDER BY {order}")).await;
         dump.insert(table.to_owned(), Value::Array(rows));
     }
     Value::Object(dump)
@@ -526,7 +519,7 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
     app.create_ticket(&agent, json!({"title": "Mixed in", "project_id": 1}))
         .await;
 
-    let before = catalog_models(app.pg()).await;
+    let before = catalog_models(&app.db).await;
     assert_eq!(before["project_views"].as_array().unwrap().len(), 3);
     assert_eq!(before["project_history"].as_array().unwrap().len(), 5);
     assert_eq!(before["asset_views"].as_array().unwrap().len(), 2);
@@ -541,16 +534,16 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
     )
     .await
     .expect("rebuild");
-    assert_eq!(catalog_models(app.pg()).await, before);
+    assert_eq!(catalog_models(&app.db).await, before);
 
-    let output = run_arctyk(&["projections", "rebuild"], &app.database_url, "off").await;
+    let (app, output) = crate::projection::run_arctyk_on(app, &["projections", "rebuild"]).await;
     assert!(
         output.status.success(),
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("project and asset"));
-    assert_eq!(catalog_models(app.pg()).await, before);
+    assert_eq!(catalog_models(&app.db).await, before);
 
     // The reservations survive a rebuild: keys stay taken.
     let response = app

@@ -2,7 +2,7 @@
 //! clock, breaches are recorded once, pauses move deadlines, and a restart across a
 //! deadline records the breach at start-up.
 
-use arctyk_projections::on_read;
+use arctyk_projections::{on_read, Db};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -10,7 +10,6 @@ use arctyk::clock::{Clock, ManualClock};
 use arctyk_domain::Role;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{fresh_database_url, json, spawn_app_with_clock, test_config, TestApp};
 
@@ -99,11 +98,13 @@ async fn transition(app: &TestApp, token: &str, id: i64, status: &str) {
     assert_eq!(response.status(), 200, "transition to {status}");
 }
 
-async fn stored_breaches(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SlaBreached'")
-        .fetch_one(pool)
-        .await
-        .expect("count")
+async fn stored_breaches(db: &Db) -> i64 {
+    on_read!(db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'SlaBreached'",
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("count")
 }
 
 #[tokio::test]
@@ -163,7 +164,7 @@ async fn a_critical_ticket_breaches_response_after_an_hour_and_resolution_after_
     clock.set(minutes(600));
     tokio::time::sleep(SEVERAL_TICKS).await;
     assert_eq!(breaches(&app, &agent, 1).await, ["response", "resolution"]);
-    assert_eq!(stored_breaches(app.pg()).await, 2);
+    assert_eq!(stored_breaches(&app.db).await, 2);
 
     // Done tickets are no longer overdue.
     transition(&app, &agent, 1, "resolved").await;
@@ -273,15 +274,12 @@ async fn a_breach_that_fell_due_while_the_server_was_down_is_recorded_once_at_st
     let app = spawn_app_with_clock(config, Arc::new(clock.clone())).await;
     tokio::time::sleep(SEVERAL_TICKS).await;
     assert_eq!(breaches(&app, &agent, 1).await, ["response"]);
-    assert_eq!(stored_breaches(app.pg()).await, 1);
+    assert_eq!(stored_breaches(&app.db).await, 1);
     app.stop().await;
 }
 
-async fn ticket_views(pool: &PgPool) -> Vec<Value> {
-    sqlx::query_scalar("SELECT to_jsonb(t) FROM ticket_views t ORDER BY number")
-        .fetch_all(pool)
-        .await
-        .expect("ticket views")
+async fn ticket_views(db: &Db) -> Vec<Value> {
+    crate::projection::table_rows(db, "ticket_views", "ORDER BY number").await
 }
 
 #[tokio::test]
@@ -309,14 +307,14 @@ async fn rebuilding_the_read_models_reproduces_the_sla_state() {
     tokio::time::sleep(SEVERAL_TICKS).await;
     assert!(breaches(&app, &agent, 3).await.is_empty());
 
-    let before = ticket_views(app.pg()).await;
+    let before = ticket_views(&app.db).await;
     let due: Vec<Option<DateTime<Utc>>> =
         on_read!(&app.db, pool => sqlx::query_scalar("SELECT next_sla_due_at FROM ticket_views ORDER BY number")
             .fetch_all(pool).await)
             .expect("due times");
     assert_eq!(due, [Some(minutes(240)), None, Some(minutes(240))]);
     crate::projection::rebuild_tickets(&app.db).await;
-    assert_eq!(ticket_views(app.pg()).await, before);
+    assert_eq!(ticket_views(&app.db).await, before);
     assert_eq!(clock.now(), minutes(61));
     app.stop().await;
 }

@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use reqwest::header::ETAG;
 use serde_json::{json, Value};
 
-use crate::cli::run_arctyk;
+use crate::cli::run_arctyk_beside;
 use crate::helpers::{json, spawn_app, TestApp};
 
 /// A moment between two writes, as `as_of` takes it.
@@ -384,7 +384,7 @@ async fn replay_prints_a_ticket_timeline_naming_each_change() {
     let (_, steps) = worked_ticket(&app).await;
     let events = steps[6].ticket["version"].as_u64().expect("a version") as usize;
 
-    let output = run_arctyk(&["replay", "--ticket", "1"], &app.database_url, "off").await;
+    let (app, output) = run_arctyk_beside(app, &["replay", "--ticket", "1"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -424,7 +424,7 @@ async fn replay_prints_a_ticket_timeline_naming_each_change() {
     let (then, _) = read(&app, &format!("/api/tickets/1/?as_of={at}"), &agent).await;
     assert_eq!(then, steps[0].ticket);
 
-    let output = run_arctyk(&["replay", "--ticket", "99"], &app.database_url, "off").await;
+    let (_app, output) = run_arctyk_beside(app, &["replay", "--ticket", "99"]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ticket 99 does not exist"), "{stderr}");

@@ -12,16 +12,19 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use arctyk_projections::{Backend, Db};
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
 
 use crate::cli::run_arctyk;
 use crate::helpers::{fresh_database_url, spawn_app_with, test_config};
@@ -177,14 +180,68 @@ async fn subscribe(api: &Api, url: &str) {
     assert!(hook["id"].is_i64(), "{hook}");
 }
 
+/// A reader of the database beside the servers under test: a pool on PostgreSQL; on
+/// SQLite, read-only connections to the file (WAL readers never disturb its one writing
+/// process, and take no part in its lock).
+enum Observer {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the observer's pool: the same statement for both.
+macro_rules! on_observer {
+    ($observer:expr, $pool:ident => $body:expr) => {
+        match $observer {
+            Observer::Postgres($pool) => $body,
+            Observer::Sqlite($pool) => $body,
+        }
+    };
+}
+
+impl Observer {
+    /// Reads through the test's own server's handle.
+    fn of(db: &Db) -> Self {
+        match db {
+            Db::Postgres(pool) => Observer::Postgres(pool.clone()),
+            Db::Sqlite(sqlite) => Observer::Sqlite(sqlite.read.clone()),
+        }
+    }
+
+    /// Reads the database at `database_url`, which server processes serve.
+    async fn connect(database_url: &str) -> Self {
+        match Backend::of_url(database_url).expect("a database URL") {
+            Backend::Postgres => {
+                Observer::Postgres(PgPool::connect(database_url).await.expect("connect"))
+            }
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(database_url)
+                    .expect("a SQLite URL")
+                    .read_only(true)
+                    .busy_timeout(Duration::from_secs(10));
+                Observer::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(2)
+                        .connect_with(options)
+                        .await
+                        .expect("connect"),
+                )
+            }
+        }
+    }
+
+    async fn close(&self) {
+        on_observer!(self, pool => pool.close().await)
+    }
+}
+
 /// The ticket events of the log: ticket → [(sequence, position)] in sequence order.
-async fn ticket_events(pool: &PgPool) -> BTreeMap<i64, Vec<(i64, i64)>> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+async fn ticket_events(observer: &Observer) -> BTreeMap<i64, Vec<(i64, i64)>> {
+    let rows: Vec<(String, i64, i64)> = on_observer!(observer, pool => sqlx::query_as(
         "SELECT aggregate_id, sequence, position FROM events
           WHERE aggregate_type = 'Ticket' ORDER BY aggregate_id, sequence",
     )
     .fetch_all(pool)
-    .await
+    .await)
     .expect("read the log");
     let mut log: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
     for (ticket, sequence, position) in rows {
@@ -199,13 +256,13 @@ async fn ticket_events(pool: &PgPool) -> BTreeMap<i64, Vec<(i64, i64)>> {
 /// Waits until every ticket event of the log was answered 2xx and no delivery is left
 /// open, then a second more for stray repeats; returns the log.
 async fn wait_until_quiescent(
-    pool: &PgPool,
+    observer: &Observer,
     receiver: &Receiver,
     within: Duration,
 ) -> BTreeMap<i64, Vec<(i64, i64)>> {
     let deadline = Instant::now() + within;
     loop {
-        let log = ticket_events(pool).await;
+        let log = ticket_events(observer).await;
         let acknowledged: HashSet<i64> = receiver
             .received()
             .iter()
@@ -218,12 +275,12 @@ async fn wait_until_quiescent(
             .filter(|(_, _, position)| !acknowledged.contains(position))
             .map(|(ticket, sequence, _)| (ticket, sequence))
             .collect();
-        let open: Vec<(String, i64)> = sqlx::query_as(
+        let open: Vec<(String, i64)> = on_observer!(observer, pool => sqlx::query_as(
             "SELECT status, count(*) FROM webhook_deliveries
               WHERE status <> 'delivered' GROUP BY status",
         )
         .fetch_all(pool)
-        .await
+        .await)
         .expect("count open deliveries");
         if missing.is_empty() && open.is_empty() {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -591,7 +648,8 @@ async fn order_holds_for_200_tickets_under_random_500s_and_timeouts() {
 
     write_tickets(&api, TICKETS, EVENTS, 16, |_, _| 0).await;
     let written = started.elapsed();
-    let log = wait_until_quiescent(app.pg(), &receiver, Duration::from_secs(120)).await;
+    let log =
+        wait_until_quiescent(&Observer::of(&app.db), &receiver, Duration::from_secs(120)).await;
     let received = receiver.received();
     let verdict = judge(&log, &received, true);
     eprintln!(
@@ -636,7 +694,7 @@ async fn deliveries_survive_kill_9_of_the_server() {
     let started = Instant::now();
     let database_url = fresh_database_url();
     let token = admin_token(&database_url).await;
-    let pool = PgPool::connect(&database_url).await.expect("connect");
+    let observer = Observer::connect(&database_url).await;
     // Answers 200 after a few milliseconds, so that deliveries are in flight when the
     // server dies.
     let rng = Mutex::new(StdRng::seed_from_u64(seed));
@@ -679,7 +737,7 @@ async fn deliveries_survive_kill_9_of_the_server() {
         api.set_server(0, &server.address);
     }
     writes.await.expect("every write went through");
-    let log = wait_until_quiescent(&pool, &receiver, Duration::from_secs(180)).await;
+    let log = wait_until_quiescent(&observer, &receiver, Duration::from_secs(180)).await;
     let verdict = judge(&log, &receiver.received(), true);
     eprintln!(
         "seed {seed}: quiescent at {:?}, {} writes sent again: {verdict:?}",
@@ -694,75 +752,83 @@ async fn deliveries_survive_kill_9_of_the_server() {
         verdict.events
     );
     drop(server);
-    pool.close().await;
+    observer.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_share_delivery_work_in_order() {
-    const TICKETS: usize = 100;
-    const EVENTS: usize = 20;
-    let started = Instant::now();
-    let database_url = fresh_database_url();
-    let token = admin_token(&database_url).await;
-    let pool = PgPool::connect(&database_url).await.expect("connect");
-    let (receiver, url) = Receiver::start(|_| 200).await;
-    // A slow moment of a loaded machine is not to look like a failed attempt here.
-    let env = [("ARCTYK_WEBHOOK_TIMEOUT_MS", "30000")];
-    let first = ServerProcess::start(&database_url, &env).await;
-    let second = ServerProcess::start(&database_url, &env).await;
-    let api = Api::new(
-        &token,
-        vec![first.address.clone(), second.address.clone()],
-        false,
-    );
-    subscribe(&api, &url).await;
+/// Two server processes on one database: PostgreSQL's own ground (a SQLite file serves
+/// one process, which refuses a second).
+mod postgres_only {
+    use super::*;
 
-    // Each ticket's writes alternate between the processes.
-    write_tickets(&api, TICKETS, EVENTS, 16, |t, i| t + i).await;
-    let written = started.elapsed();
-    let log = wait_until_quiescent(&pool, &receiver, Duration::from_secs(120)).await;
-    let received = receiver.received();
-    let receiver_port = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .and_then(|a| a.parse::<SocketAddr>().ok())
-        .expect("receiver address")
-        .port();
-    let owners = connection_owners(&[first.pid(), second.pid()], receiver_port);
-    let verdict = judge(&log, &received, false);
-    eprintln!(
-        "written in {written:?}, delivered in {:?}: {verdict:?}",
-        started.elapsed()
-    );
-    verdict.assert_clean("two processes");
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_processes_share_delivery_work_in_order() {
+        const TICKETS: usize = 100;
+        const EVENTS: usize = 20;
+        let started = Instant::now();
+        let database_url = fresh_database_url();
+        let token = admin_token(&database_url).await;
+        let observer = Observer::connect(&database_url).await;
+        let (receiver, url) = Receiver::start(|_| 200).await;
+        // A slow moment of a loaded machine is not to look like a failed attempt here.
+        let env = [("ARCTYK_WEBHOOK_TIMEOUT_MS", "30000")];
+        let first = ServerProcess::start(&database_url, &env).await;
+        let second = ServerProcess::start(&database_url, &env).await;
+        let api = Api::new(
+            &token,
+            vec![first.address.clone(), second.address.clone()],
+            false,
+        );
+        subscribe(&api, &url).await;
 
-    assert_eq!(log.len(), TICKETS);
-    assert!(log.values().all(|events| events.len() == EVENTS));
-    assert_eq!(received.len(), TICKETS * EVENTS, "each event exactly once");
-    assert!(received.iter().all(Received::acknowledged));
-    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
-        .fetch_one(&pool)
-        .await
+        // Each ticket's writes alternate between the processes.
+        write_tickets(&api, TICKETS, EVENTS, 16, |t, i| t + i).await;
+        let written = started.elapsed();
+        let log = wait_until_quiescent(&observer, &receiver, Duration::from_secs(120)).await;
+        let received = receiver.received();
+        let receiver_port = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .expect("receiver address")
+            .port();
+        let owners = connection_owners(&[first.pid(), second.pid()], receiver_port);
+        let verdict = judge(&log, &received, false);
+        eprintln!(
+            "written in {written:?}, delivered in {:?}: {verdict:?}",
+            started.elapsed()
+        );
+        verdict.assert_clean("two processes");
+
+        assert_eq!(log.len(), TICKETS);
+        assert!(log.values().all(|events| events.len() == EVENTS));
+        assert_eq!(received.len(), TICKETS * EVENTS, "each event exactly once");
+        assert!(received.iter().all(Received::acknowledged));
+        let attempts: i64 = on_observer!(&observer, pool => sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_attempts",
+        )
+        .fetch_one(pool)
+        .await)
         .expect("count attempts");
-    assert_eq!(attempts, (TICKETS * EVENTS) as i64, "one attempt each");
+        assert_eq!(attempts, (TICKETS * EVENTS) as i64, "one attempt each");
 
-    // Which process sent what, as far as their open connections tell.
-    let mut sent_by: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &received {
-        let who = match owners.get(&r.peer.port()) {
-            Some(pid) if *pid == first.pid() => "first",
-            Some(_) => "second",
-            None => "unknown (connection closed)",
-        };
-        *sent_by.entry(who).or_default() += 1;
+        // Which process sent what, as far as their open connections tell.
+        let mut sent_by: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &received {
+            let who = match owners.get(&r.peer.port()) {
+                Some(pid) if *pid == first.pid() => "first",
+                Some(_) => "second",
+                None => "unknown (connection closed)",
+            };
+            *sent_by.entry(who).or_default() += 1;
+        }
+        eprintln!("deliveries by process: {sent_by:?}");
+        let unknown = sent_by.contains_key("unknown (connection closed)");
+        assert!(
+            unknown || (sent_by.contains_key("first") && sent_by.contains_key("second")),
+            "both processes deliver: {sent_by:?}"
+        );
+        drop((first, second));
+        observer.close().await;
     }
-    eprintln!("deliveries by process: {sent_by:?}");
-    let unknown = sent_by.contains_key("unknown (connection closed)");
-    assert!(
-        unknown || (sent_by.contains_key("first") && sent_by.contains_key("second")),
-        "both processes deliver: {sent_by:?}"
-    );
-    drop((first, second));
-    pool.close().await;
 }

@@ -1,7 +1,7 @@
 //! Webhook queues beyond tickets and beyond live delivery: project and asset queues,
 //! the bound on a body's size, and replays of history — against a real HTTP receiver.
 
-use arctyk_projections::on_read;
+use arctyk_projections::{on_read, Backend};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -587,10 +587,17 @@ async fn a_replay_of_a_log_longer_than_its_chunks_keeps_every_queue_in_order() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(replayed["deliveries"], (TICKETS * EVENTS) as i64);
-    let rows: Vec<(String, i64, i64)> = on_read!(&app.db, pool => sqlx::query_as(
-        "SELECT queue, sequence, (payload #>> '{data,ticket,version}')::bigint
-           FROM webhook_deliveries WHERE replay_id = $1 ORDER BY id",
-    )
+    let query = match app.db.backend() {
+        Backend::Postgres => {
+            "SELECT queue, sequence, (payload #>> '{data,ticket,version}')::bigint
+               FROM webhook_deliveries WHERE replay_id = $1 ORDER BY id"
+        }
+        Backend::Sqlite => {
+            "SELECT queue, sequence, payload ->> '$.data.ticket.version'
+               FROM webhook_deliveries WHERE replay_id = $1 ORDER BY id"
+        }
+    };
+    let rows: Vec<(String, i64, i64)> = on_read!(&app.db, pool => sqlx::query_as(query)
     .bind(replayed["id"].as_i64().unwrap())
     .fetch_all(pool).await)
     .unwrap();

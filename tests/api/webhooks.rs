@@ -689,9 +689,10 @@ async fn an_expired_previous_secret_no_longer_signs() {
     let new = json(response).await["secret"].as_str().unwrap().to_owned();
     on_write!(&app.db, pool => sqlx::query(
         "UPDATE webhook_subscriptions
-            SET previous_secret_expires_at = now() - interval '1 second' WHERE id = $1",
+            SET previous_secret_expires_at = $2 WHERE id = $1",
     )
     .bind(id)
+    .bind(chrono::Utc::now() - chrono::TimeDelta::seconds(1))
     .execute(pool).await.map(|_| ()))
     .unwrap();
     app.create_ticket(&admin, json!({"title": "After the overlap"}))
