@@ -2,6 +2,7 @@
 //! a repository of our own that writes the same columns (the log's hash chain included),
 //! so that both logs verify, export and migrate alike.
 
+use arctyk_projections::ticket_projection::to_micros;
 use arctyk_projections::{Db, SqliteDb};
 use chrono::Utc;
 use cqrs_es::persist::{
@@ -156,7 +157,8 @@ impl SqliteEventRepository {
         } else {
             Vec::new()
         };
-        let recorded_at = Utc::now();
+        // At PostgreSQL's precision, so a log reads the same after moving between backends.
+        let recorded_at = to_micros(Utc::now());
         for event in events {
             let payload = serde_json::to_string(&event.payload).map_err(serialization_error)?;
             let metadata = serde_json::to_string(&event.metadata).map_err(serialization_error)?;
