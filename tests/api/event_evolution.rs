@@ -110,7 +110,7 @@ async fn a_link_event_stored_in_its_old_shape_replays_everywhere() {
     assert_eq!(then["version"], 2);
 
     // A rebuild of the read models from the log reproduces it.
-    let (app, output) = crate::projection::run_arctyk_on(app, &["projections", "rebuild"]).await;
+    let (app, output) = crate::cli::run_arctyk_beside(app, &["projections", "rebuild"]).await;
     assert!(output.status.success(), "{output:?}");
     // Not a terminal: plain lines, no progress bar redraws.
     let stderr = String::from_utf8_lossy(&output.stderr);

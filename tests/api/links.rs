@@ -798,7 +798,7 @@ async fn projections_rebuild_reproduces_links_tags_watchers_and_assets() {
         .expect("links")
         .contains(&json!({"kind": "blocked_by", "ticket": 1})));
 
-    let (app, output) = crate::projection::run_arctyk_on(app, &["projections", "rebuild"]).await;
+    let (app, output) = crate::cli::run_arctyk_beside(app, &["projections", "rebuild"]).await;
     assert!(output.status.success(), "{output:?}");
     assert_eq!(crate::projection::read_models(&app.db).await, before);
     assert_eq!(

@@ -12,7 +12,7 @@ use arctyk_projections::{
 };
 use serde_json::{json, Value};
 
-use crate::cli::run_arctyk;
+use crate::cli::{run_arctyk, run_arctyk_beside};
 use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
 
 /// The rows `SELECT … FROM {table} t {rest}` reads, each as a JSON object of its columns
@@ -84,24 +84,6 @@ async fn tickets_checkpoint(db: &Db) -> Value {
 
 async fn count(db: &Db, query: &str) -> i64 {
     on_read!(db, pool => sqlx::query_scalar(query).fetch_one(pool).await).expect("count")
-}
-
-/// Runs an `arctyk` command on the app's database. PostgreSQL serves several processes:
-/// the command runs beside the live server. A SQLite file serves one process: the server
-/// stops for the command, and starts again on the same file afterwards.
-pub async fn run_arctyk_on(app: TestApp, args: &[&str]) -> (TestApp, Output) {
-    match app.db.backend() {
-        Backend::Postgres => {
-            let output = run_arctyk(args, &app.database_url, "off").await;
-            (app, output)
-        }
-        Backend::Sqlite => {
-            let database_url = app.database_url.clone();
-            app.stop().await;
-            let output = run_arctyk(args, &database_url, "off").await;
-            (spawn_app_with(test_config(&database_url)).await, output)
-        }
-    }
 }
 
 /// An app that stands for a server whose log subscribers have crashed: writes still go
@@ -529,7 +511,7 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     // The same through the command an operator runs (on SQLite, with the server stopped:
     // one process per file; the subscription's handle on the database goes with it).
     drop(subscription);
-    let (app, output) = run_arctyk_on(app, &["projections", "rebuild"]).await;
+    let (app, output) = run_arctyk_beside(app, &["projections", "rebuild"]).await;
     let subscription = Subscription::new(app.db.clone(), TicketProjection);
     assert!(
         output.status.success(),

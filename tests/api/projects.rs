@@ -536,7 +536,7 @@ async fn rebuilding_reproduces_the_project_and_asset_read_models_exactly() {
     .expect("rebuild");
     assert_eq!(catalog_models(&app.db).await, before);
 
-    let (app, output) = crate::projection::run_arctyk_on(app, &["projections", "rebuild"]).await;
+    let (app, output) = crate::cli::run_arctyk_beside(app, &["projections", "rebuild"]).await;
     assert!(
         output.status.success(),
         "stderr: {}",
