@@ -2,17 +2,16 @@
 //! rebuild from the log. Each time the read models end up as the log says, exactly once.
 
 use std::collections::BTreeSet;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use arctyk_projections::ticket_projection::TABLES;
 use arctyk_projections::{
-    on_read, Backend, Conn, Db, Outcome, Processor, ProcessorError, StoredEvent, Subscription,
+    on_read, Conn, Db, Outcome, Processor, ProcessorError, StoredEvent, Subscription,
     TicketProjection,
 };
 use serde_json::{json, Value};
 
-use crate::cli::{run_arctyk, run_arctyk_beside};
+use crate::cli::run_arctyk_beside;
 use crate::helpers::{fresh_database_url, json, spawn_app, spawn_app_with, test_config, TestApp};
 
 /// The rows `SELECT … FROM {table} t {rest}` reads, each as a JSON object of its columns
