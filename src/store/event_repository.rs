@@ -4,13 +4,14 @@
 
 use arctyk_projections::ticket_projection::to_micros;
 use arctyk_projections::{Db, SqliteDb};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
+use sqlx::SqliteConnection;
 
 use crate::audit::chain::chain_hash;
 
@@ -136,12 +137,9 @@ impl SqliteEventRepository {
         let Some(first) = events.first() else {
             return Ok(());
         };
-        let mut tx = self
-            .db
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(persistence_error)?;
+        // The previous event is committed and never changes: its hash is read before the
+        // writer is taken. Were another command to append the same sequence meanwhile,
+        // the insert below fails on the unique key and the caller retries.
         let mut previous: Vec<u8> = if first.sequence > 1 {
             sqlx::query_scalar(
                 "SELECT hash FROM events
@@ -150,7 +148,7 @@ impl SqliteEventRepository {
             .bind(&first.aggregate_type)
             .bind(&first.aggregate_id)
             .bind(first.sequence as i64 - 1)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.db.read)
             .await
             .map_err(persistence_error)?
             .unwrap_or_default()
@@ -159,39 +157,27 @@ impl SqliteEventRepository {
         };
         // At PostgreSQL's precision, so a log reads the same after moving between backends.
         let recorded_at = to_micros(Utc::now());
+        let mut rows = Vec::with_capacity(events.len());
         for event in events {
-            let payload = serde_json::to_string(&event.payload).map_err(serialization_error)?;
-            let metadata = serde_json::to_string(&event.metadata).map_err(serialization_error)?;
-            let hash = chain_hash(
-                &previous,
-                [
-                    event.aggregate_type.as_str(),
-                    event.aggregate_id.as_str(),
-                    event.sequence.to_string().as_str(),
-                    event.event_type.as_str(),
-                    event.event_version.as_str(),
-                    payload.as_str(),
-                    metadata.as_str(),
-                ],
-            );
-            sqlx::query(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                                     event_version, payload, metadata, recorded_at, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&event.aggregate_type)
-            .bind(&event.aggregate_id)
-            .bind(event.sequence as i64)
-            .bind(&event.event_type)
-            .bind(&event.event_version)
-            .bind(&payload)
-            .bind(&metadata)
-            .bind(recorded_at)
-            .bind(&hash[..])
-            .execute(&mut *tx)
+            let row = EventInsert::new(event, &previous, recorded_at)?;
+            previous = row.hash.to_vec();
+            rows.push(row);
+        }
+        // One event (most commands) is one statement on the writer; several share a
+        // transaction.
+        if let [row] = rows.as_slice() {
+            return row
+                .insert(&mut *self.db.write.acquire().await.map_err(persistence_error)?)
+                .await;
+        }
+        let mut tx = self
+            .db
+            .write
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(persistence_error)?;
-            previous = hash.to_vec();
+        for row in &rows {
+            row.insert(&mut tx).await?;
         }
         tx.commit().await.map_err(persistence_error)
     }
@@ -257,4 +243,64 @@ fn serialization_error(error: serde_json::Error) -> PersistenceError {
 
 fn deserialization_error(error: serde_json::Error) -> PersistenceError {
     PersistenceError::DeserializationError(Box::new(error))
+}
+
+/// One event as the SQLite log stores it, its hash chained to `previous`.
+struct EventInsert<'e> {
+    event: &'e SerializedEvent,
+    payload: String,
+    metadata: String,
+    recorded_at: DateTime<Utc>,
+    hash: [u8; 32],
+}
+
+impl<'e> EventInsert<'e> {
+    fn new(
+        event: &'e SerializedEvent,
+        previous: &[u8],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Self, PersistenceError> {
+        let payload = serde_json::to_string(&event.payload).map_err(serialization_error)?;
+        let metadata = serde_json::to_string(&event.metadata).map_err(serialization_error)?;
+        let hash = chain_hash(
+            previous,
+            [
+                event.aggregate_type.as_str(),
+                event.aggregate_id.as_str(),
+                event.sequence.to_string().as_str(),
+                event.event_type.as_str(),
+                event.event_version.as_str(),
+                payload.as_str(),
+                metadata.as_str(),
+            ],
+        );
+        Ok(Self {
+            event,
+            payload,
+            metadata,
+            recorded_at,
+            hash,
+        })
+    }
+
+    async fn insert(&self, conn: &mut SqliteConnection) -> Result<(), PersistenceError> {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                 event_version, payload, metadata, recorded_at, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&self.event.aggregate_type)
+        .bind(&self.event.aggregate_id)
+        .bind(self.event.sequence as i64)
+        .bind(&self.event.event_type)
+        .bind(&self.event.event_version)
+        .bind(&self.payload)
+        .bind(&self.metadata)
+        .bind(self.recorded_at)
+        .bind(&self.hash[..])
+        .execute(conn)
+        .await
+        .map_err(persistence_error)?;
+        Ok(())
+    }
 }
