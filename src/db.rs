@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use arctyk_projections::db::pool_options;
 use arctyk_projections::{Backend, Db, DbError};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
 
 use crate::Config;
@@ -47,7 +48,7 @@ pub async fn connect_delivery(config: &Config, db: &Db) -> Result<Db, sqlx::Erro
     };
     let options: PgConnectOptions = config.database_url.parse()?;
     Ok(Db::Postgres(
-        PgPoolOptions::new()
+        pool_options::<Postgres>()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(in_index_order(options))
@@ -66,7 +67,7 @@ pub async fn connect_log_reader(config: &Config) -> Result<Db, DbError> {
     }
     let options: PgConnectOptions = config.database_url.parse().map_err(DbError::Sqlx)?;
     Ok(Db::Postgres(
-        PgPoolOptions::new()
+        pool_options::<Postgres>()
             .max_connections(config.db_pool_size.max(2))
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(in_index_order(options))

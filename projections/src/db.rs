@@ -12,10 +12,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{
+    Connection, Database, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
+};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,26 @@ const SYNCHRONOUS: SqliteSynchronous = SqliteSynchronous::Normal;
 /// How long a statement waits on a lock held by a connection of this process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
+/// Pool settings for every pool of the product: a connection that sat idle for a while is
+/// pinged before use (a dropped one is replaced), one in steady use is not. sqlx's default
+/// pings before every acquisition: a network round trip per statement on PostgreSQL, a
+/// trip to the connection's worker thread on SQLite.
+pub fn pool_options<DB: Database>() -> PoolOptions<DB> {
+    PoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl SqliteDb {
     /// Opens (creating it when missing) the database at `url`, taking its lock file
     /// `<file>.lock` for the life of the process: a second process is refused.
@@ -108,12 +129,12 @@ impl SqliteDb {
             .foreign_keys(true);
         let path = options.get_filename().to_path_buf();
         let lock = lock_file(&path)?;
-        let write = SqlitePoolOptions::new()
+        let write = pool_options::<Sqlite>()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
-        let read = SqlitePoolOptions::new()
+        let read = pool_options::<Sqlite>()
             .max_connections(readers.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.read_only(true))
@@ -166,7 +187,7 @@ impl Db {
     pub async fn connect(url: &str, connections: u32) -> Result<Self, DbError> {
         match Backend::of_url(url)? {
             Backend::Postgres => Ok(Db::Postgres(
-                PgPoolOptions::new()
+                pool_options::<Postgres>()
                     .max_connections(connections)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect(url)
