@@ -517,14 +517,20 @@ impl<P: Processor> Subscription<P> {
             return Ok(false);
         };
         let at = self.progress.borrow().to_owned();
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events
-                             WHERE (transaction_id, position) > ($1::text::xid8, $2))",
+        // The log's last entry in global order, read off the end of its index. (Asked as
+        // `EXISTS (… WHERE (transaction_id, position) > …)`, the planner scans the table
+        // from the start, which costs the whole log when nothing is held back.)
+        let later: Option<bool> = sqlx::query_scalar(
+            "SELECT (transaction_id, position) > ($1::text::xid8, $2)
+               FROM events
+              ORDER BY transaction_id DESC, position DESC
+              LIMIT 1",
         )
         .bind(at.transaction_id.to_string())
         .bind(at.position)
-        .fetch_one(pool)
-        .await
+        .fetch_optional(pool)
+        .await?;
+        Ok(later.unwrap_or(false))
     }
 
     /// Runs until `shutdown` fires: a batch whenever woken, or every poll interval.
