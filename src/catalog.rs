@@ -355,7 +355,7 @@ impl CatalogService {
         let log_for_task = log.clone();
         let metadata = request_metadata(&actor.email, context);
         self.runner
-            .commit((A::TYPE, id), move || {
+            .commit((A::TYPE, id), move |_attempt| {
                 let (log, command, metadata) =
                     (log_for_task.clone(), command.clone(), metadata.clone());
                 async move { log.execute(id, command, metadata).await }

@@ -58,8 +58,9 @@ impl CommandRunner {
     }
 
     /// Appends a command's events: `execute` runs the command once and may be called
-    /// again after a version conflict. It runs in its own task, so a client that hangs
-    /// up cannot cut a write off between its steps.
+    /// again after a version conflict; it is given the number of the attempt (0 first).
+    /// It runs in its own task, so a client that hangs up cannot cut a write off between
+    /// its steps.
     pub async fn commit<T, F, Fut>(
         &self,
         record: (&'static str, i64),
@@ -67,7 +68,7 @@ impl CommandRunner {
     ) -> Result<(), AggregateError<T>>
     where
         T: std::error::Error + Send + 'static,
-        F: Fn() -> Fut + Send + 'static,
+        F: Fn(u32) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), AggregateError<T>>> + Send,
     {
         let runner = self.clone();
@@ -83,7 +84,7 @@ impl CommandRunner {
     ) -> Result<(), AggregateError<T>>
     where
         T: std::error::Error,
-        F: Fn() -> Fut,
+        F: Fn(u32) -> Fut,
         Fut: Future<Output = Result<(), AggregateError<T>>>,
     {
         let lock = {
@@ -94,7 +95,7 @@ impl CommandRunner {
             let _turn = lock.lock().await;
             let mut attempt = 0;
             loop {
-                match execute().await {
+                match execute(attempt).await {
                     Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
                         attempt += 1;
                         // Full jitter over an exponentially growing window, so that

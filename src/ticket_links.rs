@@ -241,7 +241,7 @@ impl LinkMirror {
             }
         }
         tracing::info!(origin, other, %kind, wanted, "completing the other side of a link");
-        self.tickets.commit(other, command, metadata).await
+        self.tickets.commit(other, command, metadata, false).await
     }
 }
 

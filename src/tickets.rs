@@ -141,7 +141,31 @@ impl TicketService {
         command: TicketCommand,
         metadata: HashMap<String, String>,
     ) -> Result<Written, ServiceError> {
-        self.commit(number, command, metadata).await?;
+        self.commit(number, command, metadata, false).await?;
+        self.written(number).await
+    }
+
+    /// Creates ticket `number`, a number just taken from [`TicketService::next_number`],
+    /// and waits as [`TicketService::execute`] does.
+    pub async fn create(
+        &self,
+        number: i64,
+        command: TicketCommand,
+        actor_email: &str,
+        context: &RequestContext,
+    ) -> Result<Written, ServiceError> {
+        self.commit(
+            number,
+            command,
+            request_metadata(actor_email, context),
+            true,
+        )
+        .await?;
+        self.written(number).await
+    }
+
+    /// Waits, bounded, until the read models include ticket `number`'s last event.
+    async fn written(&self, number: i64) -> Result<Written, ServiceError> {
         let visible = self
             .runner
             .wait_visible(self.log.last_position(number).await?)
@@ -155,18 +179,26 @@ impl TicketService {
         Ok(Written { number, visible })
     }
 
-    /// Appends the command's events (see [`CommandRunner::commit`]).
+    /// Appends the command's events (see [`CommandRunner::commit`]). A `new` ticket's
+    /// first attempt does not read its (absent) events first; a retry does.
     pub(crate) async fn commit(
         &self,
         number: i64,
         command: TicketCommand,
         metadata: HashMap<String, String>,
+        new: bool,
     ) -> Result<(), ServiceError> {
         let log = self.log.clone();
         self.runner
-            .commit((Ticket::TYPE, number), move || {
+            .commit((Ticket::TYPE, number), move |attempt| {
                 let (log, command, metadata) = (log.clone(), command.clone(), metadata.clone());
-                async move { log.execute(number, command, metadata).await }
+                async move {
+                    if new && attempt == 0 {
+                        log.execute_new(number, command, metadata).await
+                    } else {
+                        log.execute(number, command, metadata).await
+                    }
+                }
             })
             .await?;
         Ok(())

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, Result};
 use super::extract::{ApiJson, Caller};
-use super::tickets::{actor, staff_only, ticket_response, visible_ticket};
+use super::tickets::{actor, staff_only, visible_ticket, written_response};
 use super::ApiState;
 
 pub fn router() -> Router<ApiState> {
@@ -78,8 +78,7 @@ async fn change(
         .tickets
         .execute(number, command, &caller.user.email, &caller.context)
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(status, ticket, false))
+    written_response(state, written, status, false).await
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}/links", tag = "tickets",
@@ -122,8 +121,7 @@ pub async fn add_link(
             &caller.context,
         )
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(StatusCode::CREATED, ticket, false))
+    written_response(&state, written, StatusCode::CREATED, false).await
 }
 
 #[utoipa::path(delete, path = "/api/tickets/{id}/links", tag = "tickets", request_body = LinkBody,
@@ -149,8 +147,7 @@ pub async fn remove_link(
             &caller.context,
         )
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(StatusCode::OK, ticket, false))
+    written_response(&state, written, StatusCode::OK, false).await
 }
 
 #[utoipa::path(post, path = "/api/tickets/{id}/tags", tag = "tickets", request_body = TagBody,

@@ -2,7 +2,7 @@
 
 use arctyk_domain::ticket::NewTicketFields;
 use arctyk_domain::{Actor, IssueType, Priority, Role, Status, Ticket, TicketCommand, TicketPatch};
-use arctyk_projections::{Assigned, HistoryEntry, TicketDocument, TicketFilter};
+use arctyk_projections::{Assigned, HistoryEntry, TicketDocument, TicketFilter, TicketRow};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use super::error::{AppError, Result};
 use super::extract::{if_match, ticket_number, ApiJson, ApiQuery, Caller};
 use super::time_travel::TimeTravel;
 use super::ApiState;
+use crate::tickets::Written;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -34,6 +35,45 @@ pub(super) fn ticket_response(status: StatusCode, ticket: Ticket, location: bool
     let (number, version) = (ticket.number, ticket.version);
     let body = Json(TicketDocument::from(ticket));
     document_response(status, number, version, body, location)
+}
+
+/// The ticket right after a write by this caller, with its `ETag`: the stored document
+/// when the read model includes the write (sent as it is), else the ticket from the log.
+pub(super) async fn written_response(
+    state: &ApiState,
+    written: Written,
+    status: StatusCode,
+    location: bool,
+) -> Result<Response> {
+    if written.visible {
+        if let Some(row) = state.tickets.reads().document(written.number).await? {
+            return Ok(stored_document_response(
+                status,
+                written.number,
+                row,
+                location,
+            ));
+        }
+    }
+    let ticket = state.tickets.ticket_after_write(written).await?;
+    Ok(ticket_response(status, ticket, location))
+}
+
+/// A document as the read model stores it.
+fn stored_document_response(
+    status: StatusCode,
+    number: i64,
+    row: TicketRow,
+    location: bool,
+) -> Response {
+    let body = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        row.body.get().to_owned(),
+    );
+    document_response(status, number, row.version as u64, body, location)
 }
 
 fn document_response(
@@ -309,10 +349,9 @@ pub async fn create_ticket(
     };
     let written = state
         .tickets
-        .execute(number, command, &caller.user.email, &caller.context)
+        .create(number, command, &caller.user.email, &caller.context)
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(StatusCode::CREATED, ticket, true))
+    written_response(&state, written, StatusCode::CREATED, true).await
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}", tag = "tickets",
@@ -345,20 +384,7 @@ pub async fn get_ticket(
         if !may_see(&row.reporter) {
             return Err(AppError::not_found_ticket());
         }
-        let body = (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            row.body.get().to_owned(),
-        );
-        return Ok(document_response(
-            StatusCode::OK,
-            number,
-            row.version as u64,
-            body,
-            false,
-        ));
+        return Ok(stored_document_response(StatusCode::OK, number, row, false));
     }
     let ticket = visible_ticket(&state, &caller, &id).await?;
     Ok(ticket_response(StatusCode::OK, ticket, false))
@@ -576,8 +602,7 @@ pub async fn update_ticket(
         .tickets
         .execute(ticket.number, command, &caller.user.email, &caller.context)
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(StatusCode::OK, ticket, false))
+    written_response(&state, written, StatusCode::OK, false).await
 }
 
 #[utoipa::path(post, path = "/api/tickets/{id}/transition", tag = "tickets", request_body = TransitionTicket,
@@ -609,8 +634,7 @@ pub async fn transition_ticket(
                 &caller.context,
             )
             .await?;
-        let ticket = state.tickets.ticket_after_write(written).await?;
-        return Ok(ticket_response(StatusCode::OK, ticket, false));
+        return written_response(&state, written, StatusCode::OK, false).await;
     }
     let command = TicketCommand::Transition {
         to: body.status,
@@ -624,8 +648,7 @@ pub async fn transition_ticket(
         .tickets
         .execute(ticket.number, command, &caller.user.email, &caller.context)
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(StatusCode::OK, ticket, false))
+    written_response(&state, written, StatusCode::OK, false).await
 }
 
 #[utoipa::path(post, path = "/api/tickets/{id}/assign", tag = "tickets", request_body = AssignTicket,
@@ -657,8 +680,7 @@ pub async fn assign_ticket(
         .tickets
         .execute(ticket.number, command, &caller.user.email, &caller.context)
         .await?;
-    let ticket = state.tickets.ticket_after_write(written).await?;
-    Ok(ticket_response(StatusCode::OK, ticket, false))
+    written_response(&state, written, StatusCode::OK, false).await
 }
 
 #[utoipa::path(get, path = "/api/tickets/{id}/history", tag = "tickets",

@@ -15,6 +15,26 @@ use sqlx::SqliteConnection;
 
 use crate::audit::chain::chain_hash;
 
+tokio::task_local! {
+    /// The record that the command running in this task creates under an id just taken
+    /// from a sequence (see [`creating`]).
+    static NEW_RECORD: String;
+}
+
+/// Runs `command` as the creation of record `aggregate_id`, whose id was just taken from a
+/// sequence: its events are not read before it runs, since there are none. Were there
+/// some after all, appending sequence 1 would fail on the log's unique key like any
+/// version conflict, and the caller's retry reads them.
+pub async fn creating<F: std::future::Future>(aggregate_id: String, command: F) -> F::Output {
+    NEW_RECORD.scope(aggregate_id, command).await
+}
+
+fn is_new_record(aggregate_id: &str) -> bool {
+    NEW_RECORD
+        .try_with(|id| id == aggregate_id)
+        .unwrap_or(false)
+}
+
 /// The event repository of the command path.
 pub enum LogRepository {
     Postgres(PostgresEventRepository),
@@ -35,6 +55,9 @@ impl PersistedEventRepository for LogRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        if is_new_record(aggregate_id) {
+            return Ok(Vec::new());
+        }
         match self {
             Self::Postgres(repo) => repo.get_events::<A>(aggregate_id).await,
             Self::Sqlite(repo) => repo.events::<A>(aggregate_id, 0).await,

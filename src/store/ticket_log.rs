@@ -10,7 +10,7 @@ use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 
 use super::event_history::{self, AsOf};
-use super::event_repository::LogRepository;
+use super::event_repository::{self, LogRepository};
 use super::sequences;
 
 type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<LogRepository, Ticket>>;
@@ -55,6 +55,22 @@ impl TicketLog {
         self.cqrs
             .execute_with_metadata(&number.to_string(), command, metadata)
             .await
+    }
+
+    /// Runs the creation of ticket `number`, a number just taken (see
+    /// [`event_repository::creating`]).
+    pub async fn execute_new(
+        &self,
+        number: i64,
+        command: TicketCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), AggregateError<TicketError>> {
+        let id = number.to_string();
+        event_repository::creating(
+            id.clone(),
+            self.cqrs.execute_with_metadata(&id, command, metadata),
+        )
+        .await
     }
 
     /// The ticket as its events make it, straight from the log.
