@@ -245,6 +245,12 @@ impl LinkMirror {
     }
 }
 
+/// A link made or removed on a ticket: what the mirror acts on.
+fn is_link_event(event: &StoredEvent) -> bool {
+    event.aggregate_type == Ticket::TYPE
+        && matches!(event.event_type.as_str(), "TicketLinked" | "TicketUnlinked")
+}
+
 impl Processor for LinkMirror {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -254,16 +260,17 @@ impl Processor for LinkMirror {
         true
     }
 
+    fn wants(&self, event: &StoredEvent) -> bool {
+        is_link_event(event)
+    }
+
     async fn process(
         &self,
         _conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
         let mut outcome = Outcome::Ignored;
-        let links = events.iter().filter(|e| {
-            e.aggregate_type == Ticket::TYPE
-                && matches!(e.event_type.as_str(), "TicketLinked" | "TicketUnlinked")
-        });
+        let links = events.iter().filter(|e| is_link_event(e));
         for stored in links {
             let (kind, other) = match decode_ticket_event(stored)? {
                 TicketEvent::TicketLinked {

@@ -161,6 +161,10 @@ impl Processor for CatalogProjection {
         Self::NAME
     }
 
+    fn wants(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == Project::TYPE || event.aggregate_type == Asset::TYPE
+    }
+
     async fn process(
         &self,
         mut conn: Conn<'_>,

@@ -103,6 +103,14 @@ pub trait Processor: Send + Sync + 'static {
         false
     }
 
+    /// Whether the processor may do anything with `event`. A batch of events it does not
+    /// want is passed over without a transaction (as [`Outcome::Ignored`]); a batch with
+    /// one it wants is handed to [`Processor::process`] whole. The default wants all.
+    fn wants(&self, event: &StoredEvent) -> bool {
+        let _ = event;
+        true
+    }
+
     /// Handle one batch, in log order, inside the transaction that will also move the
     /// checkpoint past it. [`Outcome::Ignored`] is a promise that nothing was written.
     fn process(
@@ -441,15 +449,46 @@ impl<P: Processor> Subscription<P> {
     }
 
     /// Processes one batch in one transaction; returns how many events it handled.
+    ///
+    /// The log is looked at first on a reading connection, outside any transaction: when
+    /// nothing is new, or nothing new is wanted (see [`Processor::wants`]), no transaction
+    /// is begun at all. On SQLite that spares the one writing connection; on PostgreSQL
+    /// the round trips of a transaction, and the transaction id a writing one takes (it
+    /// holds back every later commit from every reader of the log).
     pub async fn run_batch(&self) -> Result<usize, ProcessorError> {
         let name = self.processor.name();
         // This process may have moved past ignored batches without storing it.
         let floor = self.progress.borrow().to_owned();
+        // Before the first batch the stored checkpoint is not known here yet.
+        let looked = if floor == LogPosition::default() {
+            None
+        } else {
+            let mut conn = self.db.acquire_read().await?;
+            let events = read_after(conn.conn(), floor, self.batch_size).await?;
+            drop(conn);
+            let Some(last) = events.last().map(StoredEvent::log_position) else {
+                self.ignoring.store(false, Ordering::Relaxed);
+                return Ok(0);
+            };
+            let unwanted = !events.iter().any(|event| self.processor.wants(event));
+            let store_due = self.deferred.load(Ordering::Relaxed) + events.len() >= DEFERRED_EVENTS;
+            if unwanted && !store_due {
+                self.deferred.fetch_add(events.len(), Ordering::Relaxed);
+                self.ignoring.store(true, Ordering::Relaxed);
+                self.advance(last);
+                return Ok(events.len());
+            }
+            Some(Looked {
+                from: floor,
+                events,
+            })
+        };
         let (batch, stored) =
             if self.processor.writes_on_its_own() && matches!(self.db, Db::Sqlite(_)) {
                 let mut conn = self.db.acquire_read().await?;
                 let batch =
-                    read_and_process(conn.conn(), &self.processor, self.batch_size, floor).await?;
+                    read_and_process(conn.conn(), &self.processor, self.batch_size, floor, looked)
+                        .await?;
                 drop(conn);
                 let stored = self.store_due(&batch);
                 if stored {
@@ -461,7 +500,8 @@ impl<P: Processor> Subscription<P> {
             } else {
                 let mut tx = self.db.begin().await?;
                 let batch =
-                    read_and_process(tx.conn(), &self.processor, self.batch_size, floor).await?;
+                    read_and_process(tx.conn(), &self.processor, self.batch_size, floor, looked)
+                        .await?;
                 let stored = self.store_due(&batch);
                 if stored {
                     checkpoints::store(tx.conn(), name, batch.at).await?;
@@ -476,14 +516,19 @@ impl<P: Processor> Subscription<P> {
             batch.count > 0 && batch.outcome == Outcome::Ignored,
             Ordering::Relaxed,
         );
+        self.advance(batch.at);
+        Ok(batch.count)
+    }
+
+    /// Tells waiters that the subscriber has come to `at` (when that is further).
+    fn advance(&self, at: LogPosition) {
         self.progress.send_if_modified(|current| {
-            let moved = batch.at > *current;
+            let moved = at > *current;
             if moved {
-                *current = batch.at;
+                *current = at;
             }
             moved
         });
-        Ok(batch.count)
     }
 
     /// Whether the batch's checkpoint is to be stored.
@@ -603,6 +648,7 @@ pub async fn process_batch<P: Processor>(
         processor,
         batch_size,
         LogPosition::default(),
+        None,
     )
     .await?;
     if batch.count > 0 {
@@ -619,18 +665,30 @@ struct Batch {
     outcome: Outcome,
 }
 
+/// Events read after `from` before the batch's transaction began.
+struct Looked {
+    from: LogPosition,
+    events: Vec<StoredEvent>,
+}
+
 /// Locks the subscriber, reads after its stored checkpoint (or after `floor`, when that
-/// is later) and processes what it read.
+/// is later) and processes what it read. Events `looked` at beforehand from the same
+/// place are taken as the batch: what was readable then is a prefix of what is now (an
+/// event that becomes readable later sorts after every event that was readable).
 async fn read_and_process<P: Processor>(
     mut conn: Conn<'_>,
     processor: &P,
     batch_size: i64,
     floor: LogPosition,
+    looked: Option<Looked>,
 ) -> Result<Batch, ProcessorError> {
     let name = processor.name();
     checkpoints::lock(conn.reborrow(), name).await?;
     let from = checkpoints::load(conn.reborrow(), name).await?.max(floor);
-    let events = read_after(conn.reborrow(), from, batch_size).await?;
+    let events = match looked {
+        Some(looked) if looked.from == from => looked.events,
+        _ => read_after(conn.reborrow(), from, batch_size).await?,
+    };
     let Some(last) = events.last().map(StoredEvent::log_position) else {
         return Ok(Batch {
             at: from,

@@ -118,6 +118,10 @@ impl Processor for TicketProjection {
         Self::NAME
     }
 
+    fn wants(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == Ticket::TYPE
+    }
+
     async fn process(
         &self,
         mut conn: Conn<'_>,
@@ -125,7 +129,7 @@ impl Processor for TicketProjection {
     ) -> Result<Outcome, ProcessorError> {
         let events: Vec<(&StoredEvent, TicketEvent)> = events
             .iter()
-            .filter(|e| e.aggregate_type == Ticket::TYPE)
+            .filter(|e| self.wants(e))
             .map(|e| decode_ticket_event(e).map(|event| (e, event)))
             .collect::<Result<_, _>>()?;
         if events.is_empty() {

@@ -100,16 +100,17 @@ impl Processor for NotificationEnqueuer {
         Self::NAME
     }
 
+    fn wants(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == Ticket::TYPE
+    }
+
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     async fn process(
         &self,
         mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
-        let events: Vec<&StoredEvent> = events
-            .iter()
-            .filter(|e| e.aggregate_type == Ticket::TYPE)
-            .collect();
+        let events: Vec<&StoredEvent> = events.iter().filter(|e| self.wants(e)).collect();
         if events.is_empty() {
             return Ok(Outcome::Ignored);
         }

@@ -233,16 +233,17 @@ impl Processor for WebhookEnqueuer {
         Self::NAME
     }
 
+    fn wants(&self, event: &StoredEvent) -> bool {
+        PUBLISHED_TYPES.contains(&event.aggregate_type.as_str())
+    }
+
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     async fn process(
         &self,
         mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
-        let events: Vec<&StoredEvent> = events
-            .iter()
-            .filter(|e| PUBLISHED_TYPES.contains(&e.aggregate_type.as_str()))
-            .collect();
+        let events: Vec<&StoredEvent> = events.iter().filter(|e| self.wants(e)).collect();
         if events.is_empty() {
             return Ok(Outcome::Ignored);
         }
