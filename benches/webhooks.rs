@@ -41,6 +41,8 @@ struct Arrival {
     path: String,
     ticket: i64,
     sequence: i64,
+    /// The ticket's title after the event: names the change in the latency phase.
+    title: String,
     webhook_id: String,
 }
 
@@ -81,6 +83,7 @@ async fn receive(
         path,
         ticket: body["ticket_id"].as_i64().unwrap_or(-1),
         sequence: body["sequence"].as_i64().unwrap_or(-1),
+        title: body["title"].as_str().unwrap_or_default().to_owned(),
         webhook_id: headers
             .get("webhook-id")
             .and_then(|v| v.to_str().ok())
@@ -135,18 +138,19 @@ async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
         let api = api.clone();
         let responses = responses.clone();
         writes.spawn(async move {
-            let changed = api
-                .patch(
-                    &format!("/api/tickets/{ticket}/"),
-                    json!({"title": format!("Latency change {n}")}),
-                )
-                .await;
+            // Each change is known by its title: the response's version may already
+            // include a later change of the same ticket that committed meanwhile.
+            let title = format!("Latency change {n}");
+            api.patch(
+                &format!("/api/tickets/{ticket}/"),
+                json!({ "title": title }),
+            )
+            .await;
             let answered = Instant::now();
-            let version = changed["version"].as_i64().expect("version");
             responses
                 .lock()
                 .expect("responses lock")
-                .insert((ticket, version), answered);
+                .insert(title, answered);
         });
     }
     while writes.join_next().await.is_some() {}
@@ -159,7 +163,7 @@ async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
             .lock()
             .expect("receiver lock")
             .iter()
-            .filter(|a| a.path == "latency" && responses.contains_key(&(a.ticket, a.sequence)))
+            .filter(|a| a.path == "latency" && responses.contains_key(&a.title))
             .count();
         if arrived >= responses.len() {
             break;
@@ -171,7 +175,7 @@ async fn latency_phase(api: &Api, receiver: &Receiver, seconds: u64) {
     let mut latencies: Vec<f64> = arrivals
         .iter()
         .filter_map(|a| {
-            let answered = responses.get(&(a.ticket, a.sequence))?;
+            let answered = responses.get(&a.title)?;
             Some(match a.at.checked_duration_since(*answered) {
                 Some(after) => after.as_secs_f64() * 1000.0,
                 None => {
