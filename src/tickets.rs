@@ -229,23 +229,6 @@ impl TicketService {
         Ok(self.log.load_as_of(number, as_of).await?)
     }
 
-    /// The ticket right after a write: from the read model when it includes the write,
-    /// else from the log, so a writer always sees its own change.
-    pub async fn ticket_after_write(&self, written: Written) -> Result<Ticket, ServiceError> {
-        let from_view = if written.visible {
-            self.reads.get(written.number).await?
-        } else {
-            None
-        };
-        match from_view {
-            Some(ticket) => Ok(ticket),
-            None => self
-                .ticket_from_log(written.number)
-                .await?
-                .ok_or(ServiceError::Refused(TicketError::NotFound)),
-        }
-    }
-
     /// A comment right after a write by this caller.
     pub async fn comment_after_write(
         &self,

@@ -55,7 +55,11 @@ pub(super) async fn written_response(
             ));
         }
     }
-    let ticket = state.tickets.ticket_after_write(written).await?;
+    let ticket = state
+        .tickets
+        .ticket_from_log(written.number)
+        .await?
+        .ok_or_else(AppError::not_found_ticket)?;
     Ok(ticket_response(status, ticket, location))
 }
 

@@ -65,12 +65,8 @@ impl TicketLog {
         command: TicketCommand,
         metadata: HashMap<String, String>,
     ) -> Result<(), AggregateError<TicketError>> {
-        let id = number.to_string();
-        event_repository::creating(
-            id.clone(),
-            self.cqrs.execute_with_metadata(&id, command, metadata),
-        )
-        .await
+        event_repository::creating(number.to_string(), self.execute(number, command, metadata))
+            .await
     }
 
     /// The ticket as its events make it, straight from the log.
