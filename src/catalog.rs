@@ -354,14 +354,20 @@ impl CatalogService {
     {
         let log_for_task = log.clone();
         let metadata = request_metadata(&actor.email, context);
-        self.runner
+        let appended = self
+            .runner
             .commit((A::TYPE, id), move |_attempt| {
                 let (log, command, metadata) =
                     (log_for_task.clone(), command.clone(), metadata.clone());
                 async move { log.execute(id, command, metadata).await }
             })
             .await?;
-        let visible = self.runner.wait_visible(log.last_position(id).await?).await;
+        // A command that appended nothing waits for the record's last event.
+        let position = match appended {
+            Some(position) => Some(position),
+            None => log.last_position(id).await?,
+        };
+        let visible = self.runner.wait_visible(position).await;
         if !visible {
             tracing::debug!(
                 kind = A::TYPE,

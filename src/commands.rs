@@ -12,6 +12,7 @@ use arctyk_projections::subscription::LogNotifier;
 use arctyk_projections::{LogPosition, Progress};
 use cqrs_es::AggregateError;
 
+use crate::store::event_repository::noting_position;
 use crate::tickets::RequestContext;
 
 /// How often a version conflict from another process is retried before giving up.
@@ -60,12 +61,13 @@ impl CommandRunner {
     /// Appends a command's events: `execute` runs the command once and may be called
     /// again after a version conflict; it is given the number of the attempt (0 first).
     /// It runs in its own task, so a client that hangs up cannot cut a write off between
-    /// its steps.
+    /// its steps. The answer is where the last appended event landed in the log, `None`
+    /// when the command appended none.
     pub async fn commit<T, F, Fut>(
         &self,
         record: (&'static str, i64),
         execute: F,
-    ) -> Result<(), AggregateError<T>>
+    ) -> Result<Option<LogPosition>, AggregateError<T>>
     where
         T: std::error::Error + Send + 'static,
         F: Fn(u32) -> Fut + Send + 'static,
@@ -81,7 +83,7 @@ impl CommandRunner {
         &self,
         record: (&'static str, i64),
         execute: F,
-    ) -> Result<(), AggregateError<T>>
+    ) -> Result<Option<LogPosition>, AggregateError<T>>
     where
         T: std::error::Error,
         F: Fn(u32) -> Fut,
@@ -91,8 +93,9 @@ impl CommandRunner {
             let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(record).or_default().clone()
         };
-        let result = {
-            let _turn = lock.lock().await;
+        let turn = lock.clone();
+        let (result, appended) = noting_position(async move {
+            let _turn = turn.lock().await;
             let mut attempt = 0;
             loop {
                 match execute(attempt).await {
@@ -107,7 +110,8 @@ impl CommandRunner {
                     other => break other,
                 }
             }
-        };
+        })
+        .await;
         {
             let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             // The map and this caller hold the only references: nobody else is waiting.
@@ -117,7 +121,7 @@ impl CommandRunner {
         }
         result?;
         self.notifier.appended();
-        Ok(())
+        Ok(appended)
     }
 
     /// Waits, bounded, until the projection has passed `position` (the record's newest

@@ -241,7 +241,10 @@ impl LinkMirror {
             }
         }
         tracing::info!(origin, other, %kind, wanted, "completing the other side of a link");
-        self.tickets.commit(other, command, metadata, false).await
+        self.tickets
+            .commit(other, command, metadata, false)
+            .await
+            .map(drop)
     }
 }
 

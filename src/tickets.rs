@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arctyk_domain::{Comment, Ticket, TicketCommand, TicketError};
 use arctyk_projections::subscription::LogNotifier;
-use arctyk_projections::{ProcessorError, Progress, TicketReads};
+use arctyk_projections::{LogPosition, ProcessorError, Progress, TicketReads};
 use cqrs_es::Aggregate;
 use cqrs_es::AggregateError;
 use uuid::Uuid;
@@ -141,8 +141,8 @@ impl TicketService {
         command: TicketCommand,
         metadata: HashMap<String, String>,
     ) -> Result<Written, ServiceError> {
-        self.commit(number, command, metadata, false).await?;
-        self.written(number).await
+        let appended = self.commit(number, command, metadata, false).await?;
+        self.written(number, appended).await
     }
 
     /// Creates ticket `number`, a number just taken from [`TicketService::next_number`],
@@ -154,22 +154,29 @@ impl TicketService {
         actor_email: &str,
         context: &RequestContext,
     ) -> Result<Written, ServiceError> {
-        self.commit(
-            number,
-            command,
-            request_metadata(actor_email, context),
-            true,
-        )
-        .await?;
-        self.written(number).await
+        let appended = self
+            .commit(
+                number,
+                command,
+                request_metadata(actor_email, context),
+                true,
+            )
+            .await?;
+        self.written(number, appended).await
     }
 
-    /// Waits, bounded, until the read models include ticket `number`'s last event.
-    async fn written(&self, number: i64) -> Result<Written, ServiceError> {
-        let visible = self
-            .runner
-            .wait_visible(self.log.last_position(number).await?)
-            .await;
+    /// Waits, bounded, until the read models include ticket `number`'s last event: the
+    /// one just `appended`, or when the command appended none, the one before.
+    async fn written(
+        &self,
+        number: i64,
+        appended: Option<LogPosition>,
+    ) -> Result<Written, ServiceError> {
+        let position = match appended {
+            Some(position) => Some(position),
+            None => self.log.last_position(number).await?,
+        };
+        let visible = self.runner.wait_visible(position).await;
         if !visible {
             tracing::debug!(
                 number,
@@ -179,17 +186,19 @@ impl TicketService {
         Ok(Written { number, visible })
     }
 
-    /// Appends the command's events (see [`CommandRunner::commit`]). A `new` ticket's
-    /// first attempt does not read its (absent) events first; a retry does.
+    /// Appends the command's events (see [`CommandRunner::commit`]) and answers where the
+    /// last of them landed. A `new` ticket's first attempt does not read its (absent)
+    /// events first; a retry does.
     pub(crate) async fn commit(
         &self,
         number: i64,
         command: TicketCommand,
         metadata: HashMap<String, String>,
         new: bool,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<LogPosition>, ServiceError> {
         let log = self.log.clone();
-        self.runner
+        let appended = self
+            .runner
             .commit((Ticket::TYPE, number), move |attempt| {
                 let (log, command, metadata) = (log.clone(), command.clone(), metadata.clone());
                 async move {
@@ -201,7 +210,7 @@ impl TicketService {
                 }
             })
             .await?;
-        Ok(())
+        Ok(appended)
     }
 
     /// The ticket as the read model shows it, or from the log when the read model has not
