@@ -12,7 +12,7 @@ use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 
 use super::event_history::{self, AsOf, Replayable};
 use super::event_repository::LogRepository;
-use super::sequences;
+use super::sequences::Numbers;
 
 type Store<A> = PersistedEventStore<LogRepository, A>;
 
@@ -48,6 +48,7 @@ impl Catalogued for Asset {
 /// Writes one aggregate type's commands to the log and reads records back from it.
 pub struct CatalogLog<A: Catalogued> {
     db: Db,
+    ids: Numbers,
     cqrs: Arc<CqrsFramework<A, Store<A>>>,
     store: Arc<Store<A>>,
 }
@@ -56,6 +57,7 @@ impl<A: Catalogued> Clone for CatalogLog<A> {
     fn clone(&self) -> Self {
         Self {
             db: self.db.clone(),
+            ids: self.ids.clone(),
             cqrs: self.cqrs.clone(),
             store: self.store.clone(),
         }
@@ -72,14 +74,15 @@ impl<A: Catalogued> CatalogLog<A> {
         let store = event_store();
         Self {
             db,
+            ids: Numbers::new(A::IDS),
             cqrs: Arc::new(cqrs),
             store: Arc::new(store),
         }
     }
 
-    /// The next id. Ids taken by refused creations are not reused.
+    /// The next id (see [`Numbers`]). Ids taken by refused creations are not reused.
     pub async fn next_id(&self) -> Result<i64, sqlx::Error> {
-        sequences::next(&self.db, A::IDS).await
+        self.ids.next(&self.db).await
     }
 
     /// Reserves a unique name (compared upper-cased) for `id`; false when another record

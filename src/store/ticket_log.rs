@@ -11,7 +11,7 @@ use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 
 use super::event_history::{self, AsOf};
 use super::event_repository::{self, LogRepository};
-use super::sequences;
+use super::sequences::Numbers;
 
 type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<LogRepository, Ticket>>;
 
@@ -19,6 +19,7 @@ type TicketCqrs = CqrsFramework<Ticket, PersistedEventStore<LogRepository, Ticke
 #[derive(Clone)]
 pub struct TicketLog {
     db: Db,
+    numbers: Numbers,
     cqrs: Arc<TicketCqrs>,
     store: Arc<PersistedEventStore<LogRepository, Ticket>>,
 }
@@ -36,14 +37,16 @@ impl TicketLog {
         let store = event_store();
         Self {
             db,
+            numbers: Numbers::new("ticket_numbers"),
             cqrs: Arc::new(cqrs),
             store: Arc::new(store),
         }
     }
 
-    /// The next ticket number. Numbers taken by refused creations are not reused.
+    /// The next ticket number (see [`Numbers`]). Numbers taken by refused creations are
+    /// not reused.
     pub async fn next_number(&self) -> Result<i64, sqlx::Error> {
-        sequences::next(&self.db, "ticket_numbers").await
+        self.numbers.next(&self.db).await
     }
 
     pub async fn execute(

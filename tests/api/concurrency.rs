@@ -277,6 +277,18 @@ async fn thirty_concurrent_creations_get_numbers_one_to_thirty() {
         .collect();
     listed.sort_unstable();
     assert_eq!(listed, ids);
+
+    // The thirty shared their numbers' statements; none was left over, so the next
+    // creation, alone, gets the next number.
+    let next = app
+        .post(
+            "/api/tickets/",
+            &token,
+            &json!({"title": "Dock has no power"}),
+        )
+        .await;
+    assert_eq!(next.status(), 201);
+    assert_eq!(json(next).await["id"], 31);
     app.stop().await;
 }
 
