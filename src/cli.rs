@@ -282,7 +282,7 @@ async fn rebuild_read_models(database: &Db) -> Result<(), Box<dyn std::error::Er
         database,
         "tickets",
         "read models",
-        &TicketProjection,
+        &TicketProjection::default(),
         ticket_projection::TABLES,
         ticket_projection::AGGREGATE_TYPES,
     )

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arctyk_projections::subscription::{listen, listen_for_events, LogNotifier};
 use arctyk_projections::{
-    CatalogProjection, Db, DbError, Subscription, TicketProjection, TicketReads,
+    CatalogProjection, Db, DbError, FreshDocuments, Subscription, TicketProjection, TicketReads,
 };
 use axum::extract::Request;
 use axum::serve::ListenerExt;
@@ -96,7 +96,12 @@ impl Application {
         db::migrate_if_pending(&database).await?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let projection = Subscription::new(database.clone(), TicketProjection);
+        // Documents the projection commits go straight to the writes waiting on them.
+        let fresh_documents = FreshDocuments::default();
+        let projection = Subscription::new(
+            database.clone(),
+            TicketProjection::publishing(fresh_documents.clone()),
+        );
         let progress = projection.progress();
         let catalog = Subscription::new(database.clone(), CatalogProjection);
         let catalog_progress = catalog.progress();
@@ -172,7 +177,7 @@ impl Application {
         let users = Users::new(database.clone());
         let tickets = TicketService::new(
             TicketLog::new(database.clone()),
-            TicketReads::new(database.clone()),
+            TicketReads::new(database.clone()).with_fresh_documents(fresh_documents),
             progress,
             notifier.clone(),
             config.read_your_writes(),

@@ -75,10 +75,12 @@ pub struct RequestContext {
     pub client_addr: Option<String>,
 }
 
-/// A command that went through: the ticket, and whether the read models show it yet.
+/// A command that went through: the ticket, where its last event is in the log (none
+/// when the ticket has none), and whether the read models show it yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
     pub number: i64,
+    pub at: Option<LogPosition>,
     pub visible: bool,
 }
 
@@ -183,7 +185,11 @@ impl TicketService {
                 "read models lag behind the log; answering from the log"
             );
         }
-        Ok(Written { number, visible })
+        Ok(Written {
+            number,
+            at: position,
+            visible,
+        })
     }
 
     /// Appends the command's events (see [`CommandRunner::commit`]) and answers where the

@@ -5,6 +5,7 @@ pub mod catalog_projection;
 pub mod catalog_reads;
 pub mod copy_rows;
 pub mod db;
+pub mod fresh_documents;
 pub mod rebuild;
 pub mod subscription;
 pub mod ticket_document;
@@ -14,6 +15,7 @@ pub mod ticket_reads;
 pub use catalog_projection::CatalogProjection;
 pub use catalog_reads::{AssetDocument, AssetFilter, CatalogReads, ProjectDocument, ProjectFilter};
 pub use db::{Backend, Conn, Db, DbError, PoolConn, SqliteDb, Tx};
+pub use fresh_documents::FreshDocuments;
 pub use subscription::{
     LogPosition, Outcome, Processor, ProcessorError, Progress, StoredEvent, Subscription,
 };

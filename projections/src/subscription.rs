@@ -118,6 +118,11 @@ pub trait Processor: Send + Sync + 'static {
         conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> impl Future<Output = Result<Outcome, ProcessorError>> + Send;
+
+    /// Called once what the last [`Processor::process`] wrote is committed, before the
+    /// subscriber's progress moves past it (a batch that failed is not committed, and
+    /// the next call of `process` redoes it).
+    fn committed(&self) {}
 }
 
 const SELECT_AFTER_POSTGRES: &str = "
@@ -496,6 +501,7 @@ impl<P: Processor> Subscription<P> {
                     checkpoints::store(tx.conn(), name, batch.at).await?;
                     tx.commit().await?;
                 }
+                self.processor.committed();
                 (batch, stored)
             } else {
                 let mut tx = self.db.begin().await?;
@@ -507,6 +513,7 @@ impl<P: Processor> Subscription<P> {
                     checkpoints::store(tx.conn(), name, batch.at).await?;
                 }
                 tx.commit().await?;
+                self.processor.committed();
                 (batch, stored)
             };
         if stored {

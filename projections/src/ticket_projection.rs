@@ -6,6 +6,7 @@
 //! under load.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use arctyk_domain::{Ticket, TicketEvent};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,7 +19,8 @@ use uuid::Uuid;
 
 use crate::copy_rows::CopyRows;
 use crate::db::Conn;
-use crate::subscription::{Outcome, Processor, ProcessorError, StoredEvent};
+use crate::fresh_documents::{Fresh, FreshDocuments};
+use crate::subscription::{LogPosition, Outcome, Processor, ProcessorError, StoredEvent};
 use crate::ticket_document::TicketDocument;
 
 /// Read-model tables this projection owns, emptied by a rebuild.
@@ -27,11 +29,50 @@ pub const TABLES: &[&str] = &["ticket_views", "ticket_comments", "ticket_history
 /// The records whose events this projection reads.
 pub const AGGREGATE_TYPES: &[&str] = &["Ticket"];
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TicketProjection;
+#[derive(Default)]
+pub struct TicketProjection {
+    /// Where committed documents go for the writes waiting on them, when anybody waits.
+    publishing: Option<Publishing>,
+}
+
+struct Publishing {
+    fresh: FreshDocuments,
+    /// The documents of the batch being processed, until it is committed.
+    pending: Mutex<Vec<(i64, Fresh)>>,
+}
 
 impl TicketProjection {
     pub const NAME: &'static str = "tickets";
+
+    /// A projection that hands each committed document to `fresh` as well.
+    pub fn publishing(fresh: FreshDocuments) -> Self {
+        Self {
+            publishing: Some(Publishing {
+                fresh,
+                pending: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Notes a batch's documents, to be published once it is committed.
+    fn hold(&self, at: LogPosition, rows: &[ViewRow<'_>]) {
+        let Some(publishing) = &self.publishing else {
+            return;
+        };
+        let documents = rows
+            .iter()
+            .map(|row| {
+                let fresh = Fresh {
+                    at,
+                    reporter: row.reporter.to_owned(),
+                    version: row.version,
+                    body: row.body.clone(),
+                };
+                (row.number, fresh)
+            })
+            .collect();
+        *publishing.pending.lock().unwrap_or_else(|e| e.into_inner()) = documents;
+    }
 }
 
 /// Decodes a stored ticket event in its current shape: older event versions pass through
@@ -210,11 +251,25 @@ impl Processor for TicketProjection {
             edits,
             tickets,
         };
+        let rows = view_rows(&changes.tickets)?;
         match conn {
-            Conn::Postgres(conn) => write_postgres(conn, &changes).await?,
-            Conn::Sqlite(conn) => write_sqlite(conn, &changes).await?,
+            Conn::Postgres(conn) => write_postgres(conn, &changes, &rows).await?,
+            Conn::Sqlite(conn) => write_sqlite(conn, &changes, &rows).await?,
+        }
+        if let Some((last, _)) = events.last() {
+            self.hold(last.log_position(), &rows);
         }
         Ok(Outcome::Applied)
+    }
+
+    fn committed(&self) {
+        if let Some(publishing) = &self.publishing {
+            let documents =
+                std::mem::take(&mut *publishing.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            if !documents.is_empty() {
+                publishing.fresh.publish(documents);
+            }
+        }
     }
 }
 
@@ -229,6 +284,7 @@ struct Changes<'a> {
 async fn write_postgres(
     conn: &mut PgConnection,
     changes: &Changes<'_>,
+    views: &[ViewRow<'_>],
 ) -> Result<(), ProcessorError> {
     let mut rows = CopyRows::new();
     for entry in &changes.history {
@@ -277,7 +333,7 @@ async fn write_postgres(
         .execute(&mut *conn)
         .await?;
     }
-    save_states(conn, &changes.tickets).await
+    save_states(conn, views).await
 }
 
 /// SQLite runs in this process: a prepared statement per row costs microseconds, so rows
@@ -285,6 +341,7 @@ async fn write_postgres(
 async fn write_sqlite(
     conn: &mut SqliteConnection,
     changes: &Changes<'_>,
+    views: &[ViewRow<'_>],
 ) -> Result<(), ProcessorError> {
     for entry in &changes.history {
         sqlx::query(
@@ -327,7 +384,7 @@ async fn write_sqlite(
             .execute(&mut *conn)
             .await?;
     }
-    for row in view_rows(&changes.tickets)? {
+    for row in views {
         sqlx::query(
             "INSERT INTO ticket_views (number, aggregate_id, title, description, status,
                                        priority, reporter, assignee, project_id, created_at,
@@ -432,11 +489,7 @@ fn view_rows<'a>(
     Ok(rows)
 }
 
-async fn save_states(
-    conn: &mut PgConnection,
-    tickets: &HashMap<&str, Ticket>,
-) -> Result<(), ProcessorError> {
-    let rows = view_rows(tickets)?;
+async fn save_states(conn: &mut PgConnection, rows: &[ViewRow<'_>]) -> Result<(), ProcessorError> {
     sqlx::query(
         "INSERT INTO ticket_views (number, aggregate_id, title, description, status, priority,
                                    reporter, assignee, project_id, created_at, updated_at,
@@ -455,7 +508,7 @@ async fn save_states(
             version = excluded.version, next_sla_due_at = excluded.next_sla_due_at,
             state = excluded.state, body = excluded.body",
     )
-    .bind(Json(&rows))
+    .bind(Json(rows))
     .execute(&mut *conn)
     .await?;
     Ok(())

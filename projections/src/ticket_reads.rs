@@ -7,7 +7,9 @@ use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Row, Type};
 
 use crate::db::{Backend, Db};
+use crate::fresh_documents::FreshDocuments;
 use crate::on_read;
+use crate::subscription::LogPosition;
 use uuid::Uuid;
 
 /// Whom a ticket list is restricted to by assignment.
@@ -57,6 +59,7 @@ pub struct HistoryEntry {
 #[derive(Clone)]
 pub struct TicketReads {
     db: Db,
+    fresh: Option<FreshDocuments>,
 }
 
 fn decode_state(state: Value) -> Result<Ticket, sqlx::Error> {
@@ -116,7 +119,32 @@ pub fn number_in(q: &str) -> Option<i64> {
 
 impl TicketReads {
     pub fn new(db: impl Into<Db>) -> Self {
-        Self { db: db.into() }
+        Self {
+            db: db.into(),
+            fresh: None,
+        }
+    }
+
+    /// Reads that take a write's document from `fresh` when this process's projection
+    /// has just committed it (see [`TicketReads::written_document`]).
+    pub fn with_fresh_documents(mut self, fresh: FreshDocuments) -> Self {
+        self.fresh = Some(fresh);
+        self
+    }
+
+    /// The ticket's stored API document for the write whose last event is at `at` (if
+    /// it appended any), once the projection has passed it: as the projection committed
+    /// it when it did so in this process, else read from the read model.
+    pub async fn written_document(
+        &self,
+        number: i64,
+        at: Option<LogPosition>,
+    ) -> Result<Option<TicketRow>, sqlx::Error> {
+        let fresh = self.fresh.as_ref().zip(at);
+        if let Some(row) = fresh.and_then(|(fresh, at)| fresh.take(number, at)) {
+            return Ok(Some(row));
+        }
+        self.document(number).await
     }
 
     /// `body` as text: PostgreSQL stores it as `json`, SQLite as text.

@@ -46,7 +46,12 @@ pub(super) async fn written_response(
     location: bool,
 ) -> Result<Response> {
     if written.visible {
-        if let Some(row) = state.tickets.reads().document(written.number).await? {
+        if let Some(row) = state
+            .tickets
+            .reads()
+            .written_document(written.number, written.at)
+            .await?
+        {
             return Ok(stored_document_response(
                 status,
                 written.number,

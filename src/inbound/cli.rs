@@ -101,7 +101,7 @@ fn service(db: Db, config: &Config) -> InboundService {
     let tickets = TicketService::new(
         TicketLog::new(db.clone()),
         TicketReads::new(db.clone()),
-        Subscription::new(db.clone(), TicketProjection).progress(),
+        Subscription::new(db.clone(), TicketProjection::default()).progress(),
         notifier.clone(),
         no_wait,
         clock.clone(),

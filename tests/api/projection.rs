@@ -266,7 +266,7 @@ impl Processor for CrashesAfterApplying {
         conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
-        TicketProjection.process(conn, events).await?;
+        TicketProjection::default().process(conn, events).await?;
         Err(ProcessorError::Other("worker crashed mid-batch".to_owned()))
     }
 }
@@ -288,7 +288,11 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     assert_eq!(response.status(), 201);
 
     // The projection is at the log's end so far.
-    let projected = catch_up_to(&Subscription::new(app.db.clone(), TicketProjection), 2).await;
+    let projected = catch_up_to(
+        &Subscription::new(app.db.clone(), TicketProjection::default()),
+        2,
+    )
+    .await;
     assert_eq!(projected, 2);
     let before = read_models(&app.db).await;
     let checkpoint_before = tickets_checkpoint(&app.db).await;
@@ -343,7 +347,7 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     assert_eq!(page["count"], 1);
 
     // The real projection then applies the rest, once.
-    let subscription = Subscription::new(app.db.clone(), TicketProjection);
+    let subscription = Subscription::new(app.db.clone(), TicketProjection::default());
     assert_eq!(catch_up_to(&subscription, 4).await, 4);
     assert_eq!(subscription.catch_up().await.expect("idle"), 0);
     let events = count(&app.db, "SELECT count(*) FROM events").await;
@@ -486,7 +490,7 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
     let mut reported = Vec::new();
     let replayed = arctyk_projections::rebuild::rebuild(
         &app.db,
-        &TicketProjection,
+        &TicketProjection::default(),
         TABLES,
         arctyk_projections::ticket_projection::AGGREGATE_TYPES,
         |n| reported.push(n),
@@ -504,14 +508,14 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
         transaction_id(&checkpoint) >= transaction_id(&checkpoint_before),
         "{checkpoint} after {checkpoint_before}"
     );
-    let subscription = Subscription::new(app.db.clone(), TicketProjection);
+    let subscription = Subscription::new(app.db.clone(), TicketProjection::default());
     assert_eq!(subscription.catch_up().await.expect("caught up"), 0);
 
     // The same through the command an operator runs (on SQLite, with the server stopped:
     // one process per file; the subscription's handle on the database goes with it).
     drop(subscription);
     let (app, output) = run_arctyk_beside(app, &["projections", "rebuild"]).await;
-    let subscription = Subscription::new(app.db.clone(), TicketProjection);
+    let subscription = Subscription::new(app.db.clone(), TicketProjection::default());
     assert!(
         output.status.success(),
         "stderr: {}",
@@ -538,7 +542,7 @@ async fn rebuilding_the_read_models_reproduces_them_exactly() {
 pub async fn rebuild_tickets(db: &Db) -> usize {
     arctyk_projections::rebuild::rebuild(
         db,
-        &TicketProjection,
+        &TicketProjection::default(),
         TABLES,
         arctyk_projections::ticket_projection::AGGREGATE_TYPES,
         |_| {},
@@ -642,7 +646,7 @@ async fn a_subscriber_that_ignores_a_batch_moves_past_it_without_storing_its_che
     assert_eq!(restarted.processor().seen(), 3);
 
     // A processor that applies what it reads stores its checkpoint with every batch.
-    let projection = Subscription::new(app.db.clone(), TicketProjection);
+    let projection = Subscription::new(app.db.clone(), TicketProjection::default());
     assert_eq!(catch_up_to(&projection, 3).await, 3);
     assert_eq!(stored_position(&app.db, TicketProjection::NAME).await, 3);
 }
