@@ -150,7 +150,8 @@ impl Application {
             notifier.clone().run(database.clone(), shutdown_rx.clone()),
         )];
         if config.run_subscribers {
-            workers.push(tokio::spawn(listen_for_events(
+            // Appends of this process wake these at once (the notifier's local wakers).
+            workers.push(tokio::spawn(notifier.clone().listen_for_others(
                 database.clone(),
                 vec![projection.waker(), catalog.waker(), webhooks.waker()],
                 shutdown_rx.clone(),

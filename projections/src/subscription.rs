@@ -22,6 +22,7 @@ use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
+use uuid::Uuid;
 
 use crate::db::{Conn, Db};
 
@@ -724,6 +725,17 @@ pub async fn listen(
     db: Db,
     channel: &'static str,
     wakers: Vec<Arc<Notify>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    listen_except(db, channel, wakers, None, shutdown).await
+}
+
+/// As [`listen`], passing over notifications whose payload is `own`.
+async fn listen_except(
+    db: Db,
+    channel: &'static str,
+    wakers: Vec<Arc<Notify>>,
+    own: Option<Arc<str>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Db::Postgres(pool) = db else {
@@ -731,7 +743,7 @@ pub async fn listen(
         return;
     };
     loop {
-        let connected = forward_notifications(&pool, channel, &wakers);
+        let connected = forward_notifications(&pool, channel, &wakers, own.as_deref());
         tokio::select! {
             result = connected => {
                 if let Err(error) = result {
@@ -751,13 +763,17 @@ async fn forward_notifications(
     pool: &PgPool,
     channel: &str,
     wakers: &[Arc<Notify>],
+    own: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
     // Whatever was written while we were not listening is picked up now.
     wakers.iter().for_each(|waker| waker.notify_one());
     loop {
-        listener.recv().await?;
+        let notification = listener.recv().await?;
+        if own.is_some_and(|own| notification.payload() == own) {
+            continue;
+        }
         wakers.iter().for_each(|waker| waker.notify_one());
     }
 }
@@ -769,6 +785,8 @@ async fn forward_notifications(
 pub struct LogNotifier {
     local: Vec<Arc<Notify>>,
     remote: Arc<Notify>,
+    /// The payload of this notifier's `NOTIFY`, by which it knows its own.
+    id: Arc<str>,
 }
 
 impl LogNotifier {
@@ -776,7 +794,21 @@ impl LogNotifier {
         Self {
             local,
             remote: Arc::new(Notify::new()),
+            id: Uuid::new_v4().simple().to_string().into(),
         }
+    }
+
+    /// Wakes `wakers` when another process appended to the log, as
+    /// [`listen_for_events`] does, but not at the echo of this notifier's own `NOTIFY`:
+    /// subscribers it wakes at once need not look at the log a second time for the same
+    /// append.
+    pub async fn listen_for_others(
+        self,
+        db: Db,
+        wakers: Vec<Arc<Notify>>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        listen_except(db, EVENTS_CHANNEL, wakers, Some(self.id.clone()), shutdown).await
     }
 
     /// Call after a commit that appended to the log.
@@ -797,8 +829,9 @@ impl LogNotifier {
                 _ = self.remote.notified() => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(EVENTS_CHANNEL)
+                .bind(&*self.id)
                 .execute(&pool)
                 .await
             {
