@@ -412,9 +412,12 @@ impl<'e> EventInsert<'e> {
         })
     }
 
-    /// Inserts the event and answers its position.
+    /// Inserts the event and answers its position. The statement is stepped to its end
+    /// (`fetch_all`): SQLite commits an autocommit `INSERT … RETURNING` there, and an
+    /// error of that commit must reach the caller, not be lost in a reset after the first
+    /// row.
     async fn insert(&self, conn: &mut SqliteConnection) -> Result<i64, PersistenceError> {
-        sqlx::query_scalar(
+        let positions: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
                                  event_version, payload, metadata, recorded_at, hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -429,8 +432,12 @@ impl<'e> EventInsert<'e> {
         .bind(&self.metadata)
         .bind(self.recorded_at)
         .bind(&self.hash[..])
-        .fetch_one(conn)
+        .fetch_all(conn)
         .await
-        .map_err(persistence_error)
+        .map_err(persistence_error)?;
+        positions
+            .first()
+            .copied()
+            .ok_or_else(|| PersistenceError::UnknownError("the insert answered no position".into()))
     }
 }

@@ -24,13 +24,16 @@ async fn take(db: &Db, sequence: &'static str, count: usize) -> Result<Vec<i64>,
             Ok(numbers)
         }
         Db::Sqlite(sqlite) => {
-            let last: i64 = sqlx::query_scalar(
+            // Stepped to its end, where SQLite commits it: an error of the commit is
+            // reported, not lost in a reset after the first row.
+            let last: Vec<i64> = sqlx::query_scalar(
                 "UPDATE sequences SET value = value + $2 WHERE name = $1 RETURNING value",
             )
             .bind(sequence)
             .bind(count)
-            .fetch_one(&sqlite.write)
+            .fetch_all(&sqlite.write)
             .await?;
+            let last = last.first().copied().ok_or(sqlx::Error::RowNotFound)?;
             Ok((last - count + 1..=last).collect())
         }
     }
@@ -41,8 +44,8 @@ async fn take(db: &Db, sequence: &'static str, count: usize) -> Result<Vec<i64>,
 /// there are writers waiting, and the others take theirs from that batch. A writer alone
 /// takes one, so numbers follow each other as before when nothing else is being
 /// created. A number a waiting writer gave up on (its client hung up) goes to the next
-/// writer; one still unused when the process stops is never handed out, like the number
-/// of a refused creation.
+/// writer, so it may come after higher ones; one still unused when the process stops is
+/// never handed out, like the number of a refused creation.
 #[derive(Clone)]
 pub struct Numbers {
     sequence: &'static str,
