@@ -120,7 +120,7 @@ pub trait Processor: Send + Sync + 'static {
         events: &[StoredEvent],
     ) -> impl Future<Output = Result<Outcome, ProcessorError>> + Send;
 
-    /// Called once what the last [`Processor::process`] wrote is committed, before the
+    /// Called once what the batch's [`Processor::process`] wrote is committed, before the
     /// subscriber's progress moves past it (a batch that failed is not committed, and
     /// the next call of `process` redoes it).
     fn committed(&self) {}
@@ -502,7 +502,9 @@ impl<P: Processor> Subscription<P> {
                     checkpoints::store(tx.conn(), name, batch.at).await?;
                     tx.commit().await?;
                 }
-                self.processor.committed();
+                if batch.count > 0 {
+                    self.processor.committed();
+                }
                 (batch, stored)
             } else {
                 let mut tx = self.db.begin().await?;
@@ -514,7 +516,9 @@ impl<P: Processor> Subscription<P> {
                     checkpoints::store(tx.conn(), name, batch.at).await?;
                 }
                 tx.commit().await?;
-                self.processor.committed();
+                if batch.count > 0 {
+                    self.processor.committed();
+                }
                 (batch, stored)
             };
         if stored {

@@ -168,6 +168,8 @@ impl Processor for TicketProjection {
         mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
+        // What an earlier attempt held back for a batch that was not committed goes.
+        self.hold(LogPosition::default(), &[]);
         let events: Vec<(&StoredEvent, TicketEvent)> = events
             .iter()
             .filter(|e| self.wants(e))
