@@ -54,24 +54,37 @@ impl TicketProjection {
         }
     }
 
-    /// Notes a batch's documents, to be published once it is committed.
-    fn hold(&self, at: LogPosition, rows: &[ViewRow<'_>]) {
+    /// Notes a batch's documents, written already, to be published once it is committed.
+    fn hold(&self, at: LogPosition, rows: Vec<ViewRow<'_>>) {
         let Some(publishing) = &self.publishing else {
             return;
         };
         let documents = rows
-            .iter()
+            .into_iter()
             .map(|row| {
                 let fresh = Fresh {
                     at,
                     reporter: row.reporter.to_owned(),
                     version: row.version,
-                    body: row.body.clone(),
+                    body: row.body,
                 };
                 (row.number, fresh)
             })
             .collect();
-        *publishing.pending.lock().unwrap_or_else(|e| e.into_inner()) = documents;
+        *publishing.lock_pending() = documents;
+    }
+
+    /// Forgets what an earlier attempt held for a batch that was not committed.
+    fn drop_held(&self) {
+        if let Some(publishing) = &self.publishing {
+            publishing.lock_pending().clear();
+        }
+    }
+}
+
+impl Publishing {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<(i64, Fresh)>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -168,8 +181,7 @@ impl Processor for TicketProjection {
         mut conn: Conn<'_>,
         events: &[StoredEvent],
     ) -> Result<Outcome, ProcessorError> {
-        // What an earlier attempt held back for a batch that was not committed goes.
-        self.hold(LogPosition::default(), &[]);
+        self.drop_held();
         let events: Vec<(&StoredEvent, TicketEvent)> = events
             .iter()
             .filter(|e| self.wants(e))
@@ -259,15 +271,14 @@ impl Processor for TicketProjection {
             Conn::Sqlite(conn) => write_sqlite(conn, &changes, &rows).await?,
         }
         if let Some((last, _)) = events.last() {
-            self.hold(last.log_position(), &rows);
+            self.hold(last.log_position(), rows);
         }
         Ok(Outcome::Applied)
     }
 
     fn committed(&self) {
         if let Some(publishing) = &self.publishing {
-            let documents =
-                std::mem::take(&mut *publishing.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            let documents = std::mem::take(&mut *publishing.lock_pending());
             if !documents.is_empty() {
                 publishing.fresh.publish(documents);
             }

@@ -15,7 +15,7 @@ use cqrs_es::persist::{
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::{PgPool, SqliteConnection};
+use sqlx::{PgPool, Postgres, QueryBuilder, SqliteConnection};
 
 use crate::audit::chain::chain_hash;
 
@@ -159,9 +159,6 @@ impl PersistedEventRepository for LogRepository {
     }
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata) VALUES ";
-
 /// Appends one command's events on PostgreSQL in one statement (see
 /// [`LogRepository::persist`]); the log's trigger chains each row's hash to the previous
 /// one, rows of one statement seeing those before them.
@@ -172,36 +169,25 @@ async fn append_postgres(
     if events.is_empty() {
         return Ok(None);
     }
-    let mut sql = String::from(INSERT_EVENTS);
-    for row in 0..events.len() {
-        let first = row * 7;
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            first + 1,
-            first + 2,
-            first + 3,
-            first + 4,
-            first + 5,
-            first + 6,
-            first + 7
-        ));
-    }
-    sql.push_str(" RETURNING transaction_id::text::bigint, position");
-    let mut insert = sqlx::query_as::<_, (i64, i64)>(&sql);
-    for event in events {
-        insert = insert
-            .bind(&event.aggregate_type)
-            .bind(&event.aggregate_id)
-            .bind(event.sequence as i64)
-            .bind(&event.event_type)
-            .bind(&event.event_version)
-            .bind(&event.payload)
-            .bind(&event.metadata);
-    }
-    let rows = insert.fetch_all(pool).await.map_err(persistence_error)?;
+    let mut insert = QueryBuilder::<Postgres>::new(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+         event_version, payload, metadata) ",
+    );
+    insert.push_values(events, |mut row, event| {
+        row.push_bind(&event.aggregate_type)
+            .push_bind(&event.aggregate_id)
+            .push_bind(event.sequence as i64)
+            .push_bind(&event.event_type)
+            .push_bind(&event.event_version)
+            .push_bind(&event.payload)
+            .push_bind(&event.metadata);
+    });
+    insert.push(" RETURNING transaction_id::text::bigint, position");
+    let rows: Vec<(i64, i64)> = insert
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .map_err(persistence_error)?;
     Ok(rows
         .into_iter()
         .map(|(transaction_id, position)| LogPosition {
