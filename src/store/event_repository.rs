@@ -1,5 +1,5 @@
 //! cqrs-es's event repository on either backend: postgres-es's table and queries on
-//! PostgreSQL (its reads as they are; appends as one statement each, see
+//! PostgreSQL (its reads as they are; appends grouped into one statement, see
 //! [`LogRepository::persist`]), and on SQLite a repository of our own that writes the same
 //! columns (the log's hash chain included), so that both logs verify, export and migrate
 //! alike.
@@ -15,7 +15,9 @@ use cqrs_es::persist::{
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, QueryBuilder, SqliteConnection};
+use sqlx::SqliteConnection;
+
+use super::group_append::GroupAppender;
 
 use crate::audit::chain::chain_hash;
 
@@ -63,18 +65,19 @@ fn is_new_record(aggregate_id: &str) -> bool {
 
 /// The event repository of the command path.
 pub enum LogRepository {
-    /// postgres-es's repository reads; appends go through the pool (see
+    /// postgres-es's repository reads; appends are grouped (see
     /// [`LogRepository::persist`]).
-    Postgres(PostgresEventRepository, PgPool),
+    Postgres(PostgresEventRepository, GroupAppender),
     Sqlite(SqliteEventRepository),
 }
 
 impl LogRepository {
     pub fn new(db: &Db) -> Self {
         match db {
-            Db::Postgres(pool) => {
-                Self::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone())
-            }
+            Db::Postgres(pool) => Self::Postgres(
+                PostgresEventRepository::new(pool.clone()),
+                GroupAppender::new(pool.clone()),
+            ),
             Db::Sqlite(sqlite) => Self::Sqlite(SqliteEventRepository::new(sqlite.clone())),
         }
     }
@@ -116,11 +119,12 @@ impl PersistedEventRepository for LogRepository {
         }
     }
 
-    /// Appends one command's events. On PostgreSQL this is one `INSERT` of all of them,
-    /// committed on its own, in place of postgres-es's `BEGIN`, an `INSERT` per event and
-    /// `COMMIT`: the same rows, atomically, in a third of the round trips, and it answers
-    /// where they landed. A sequence already taken fails on the log's key as there: the
-    /// caller retries.
+    /// Appends one command's events. On PostgreSQL they are written by one `INSERT`,
+    /// together with those of other commands appending at the same time (see
+    /// [`GroupAppender`]), in place of postgres-es's `BEGIN`, an `INSERT` per event and
+    /// `COMMIT` per command: the same rows, as atomically, in fewer round trips and
+    /// commits, and it answers where they landed. A sequence already taken fails on the
+    /// log's key as there: the caller retries.
     async fn persist<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
@@ -132,7 +136,7 @@ impl PersistedEventRepository for LogRepository {
             ));
         }
         let appended = match self {
-            Self::Postgres(_, pool) => append_postgres(pool, events).await?,
+            Self::Postgres(_, appender) => appender.append(events).await?,
             Self::Sqlite(repo) => repo.append(events).await?,
         };
         if let Some(position) = appended {
@@ -157,44 +161,6 @@ impl PersistedEventRepository for LogRepository {
             Self::Sqlite(repo) => repo.stream(A::TYPE, None).await,
         }
     }
-}
-
-/// Appends one command's events on PostgreSQL in one statement (see
-/// [`LogRepository::persist`]); the log's trigger chains each row's hash to the previous
-/// one, rows of one statement seeing those before them.
-async fn append_postgres(
-    pool: &PgPool,
-    events: &[SerializedEvent],
-) -> Result<Option<LogPosition>, PersistenceError> {
-    if events.is_empty() {
-        return Ok(None);
-    }
-    let mut insert = QueryBuilder::<Postgres>::new(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-         event_version, payload, metadata) ",
-    );
-    insert.push_values(events, |mut row, event| {
-        row.push_bind(&event.aggregate_type)
-            .push_bind(&event.aggregate_id)
-            .push_bind(event.sequence as i64)
-            .push_bind(&event.event_type)
-            .push_bind(&event.event_version)
-            .push_bind(&event.payload)
-            .push_bind(&event.metadata);
-    });
-    insert.push(" RETURNING transaction_id::text::bigint, position");
-    let rows: Vec<(i64, i64)> = insert
-        .build_query_as()
-        .fetch_all(pool)
-        .await
-        .map_err(persistence_error)?;
-    Ok(rows
-        .into_iter()
-        .map(|(transaction_id, position)| LogPosition {
-            transaction_id,
-            position,
-        })
-        .max_by_key(|position| position.position))
 }
 
 /// The event log on SQLite.
@@ -340,7 +306,7 @@ fn serialized_event(row: EventRow) -> Result<SerializedEvent, PersistenceError> 
     })
 }
 
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
+pub(super) fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => {
             PersistenceError::OptimisticLockError

@@ -181,11 +181,23 @@ async fn insert(
 ) -> Result<Vec<Option<LogPosition>>, PersistenceError> {
     let events = || commands.iter().flat_map(|events| events.iter());
     let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(INSERT_EVENTS)
-        .bind(events().map(|e| e.aggregate_type.as_str()).collect::<Vec<_>>())
-        .bind(events().map(|e| e.aggregate_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            events()
+                .map(|e| e.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events()
+                .map(|e| e.aggregate_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(events().map(|e| e.sequence as i64).collect::<Vec<_>>())
         .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-        .bind(events().map(|e| e.event_version.as_str()).collect::<Vec<_>>())
+        .bind(
+            events()
+                .map(|e| e.event_version.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(events().map(|e| &e.payload).collect::<Vec<_>>())
         .bind(events().map(|e| &e.metadata).collect::<Vec<_>>())
         .fetch_all(pool)
@@ -194,15 +206,17 @@ async fn insert(
     // RETURNING promises the rows, not their order: each is known by its key.
     let landed: HashMap<(String, String, i64), LogPosition> = rows
         .into_iter()
-        .map(|(aggregate_type, aggregate_id, sequence, transaction_id, position)| {
-            (
-                (aggregate_type, aggregate_id, sequence),
-                LogPosition {
-                    transaction_id,
-                    position,
-                },
-            )
-        })
+        .map(
+            |(aggregate_type, aggregate_id, sequence, transaction_id, position)| {
+                (
+                    (aggregate_type, aggregate_id, sequence),
+                    LogPosition {
+                        transaction_id,
+                        position,
+                    },
+                )
+            },
+        )
         .collect();
     Ok(commands
         .iter()

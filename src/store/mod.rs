@@ -6,6 +6,7 @@ pub mod catalog_log;
 pub mod event_feed;
 pub mod event_history;
 pub mod event_repository;
+pub mod group_append;
 pub mod sequences;
 pub mod ticket_log;
 pub mod users;
