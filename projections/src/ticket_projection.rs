@@ -5,7 +5,7 @@
 //! per table writes the whole batch, so the projection's cost per event stays small
 //! under load.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use arctyk_domain::{Ticket, TicketEvent};
@@ -299,24 +299,7 @@ async fn write_postgres(
     changes: &Changes<'_>,
     views: &[ViewRow<'_>],
 ) -> Result<(), ProcessorError> {
-    let mut rows = CopyRows::new();
-    for entry in &changes.history {
-        rows.int(entry.ticket_number)
-            .int(entry.sequence)
-            .text(entry.event)
-            .time(entry.recorded_at)
-            .text(entry.actor)
-            .json(&entry.changes)
-            .map_err(other)?
-            .bool(entry.internal)
-            .end_row();
-    }
-    rows.copy_into(
-        conn,
-        "COPY ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, \
-         internal) FROM STDIN",
-    )
-    .await?;
+    write_history(&mut *conn, &changes.history).await?;
     let mut rows = CopyRows::new();
     for comment in &changes.new_comments {
         rows.text(&comment.id.to_string())
@@ -347,6 +330,57 @@ async fn write_postgres(
         .await?;
     }
     save_states(conn, views).await
+}
+
+/// From this many rows on, a batch's history is written with `COPY` (fastest per row, for
+/// the large batches of a replay); fewer, as the live batches are, take one `INSERT`:
+/// one round trip where `COPY` takes two, on the path a waiting write follows.
+const COPY_HISTORY_FROM: usize = 64;
+
+async fn write_history(
+    conn: &mut PgConnection,
+    history: &[HistoryRow<'_>],
+) -> Result<(), ProcessorError> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    if history.len() < COPY_HISTORY_FROM {
+        sqlx::query(
+            "INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor,
+                                         changes, internal)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
+                                  $5::text[], $6::jsonb[], $7::boolean[])",
+        )
+        .bind(history.iter().map(|h| h.ticket_number).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.sequence).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.event).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.recorded_at).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.actor).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| &h.changes).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.internal).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        return Ok(());
+    }
+    let mut rows = CopyRows::new();
+    for entry in history {
+        rows.int(entry.ticket_number)
+            .int(entry.sequence)
+            .text(entry.event)
+            .time(entry.recorded_at)
+            .text(entry.actor)
+            .json(&entry.changes)
+            .map_err(other)?
+            .bool(entry.internal)
+            .end_row();
+    }
+    rows.copy_into(
+        conn,
+        "COPY ticket_history (ticket_number, sequence, event, recorded_at, actor, changes, \
+         internal) FROM STDIN",
+    )
+    .await?;
+    Ok(())
 }
 
 /// SQLite runs in this process: a prepared statement per row costs microseconds, so rows
@@ -443,12 +477,25 @@ async fn load_states<'a>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    // A ticket whose first event is in the batch has no state to read (creations, most
+    // of a busy log's new tickets).
+    let created: HashSet<&str> = events
+        .iter()
+        .filter(|(e, _)| e.sequence == 1)
+        .map(|(e, _)| e.aggregate_id.as_str())
+        .collect();
+    let existing: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !created.contains(id))
+        .collect();
     let rows: Vec<(String, Json<Ticket>)> = match conn {
+        _ if existing.is_empty() => Vec::new(),
         Conn::Postgres(conn) => {
             sqlx::query_as(
                 "SELECT aggregate_id, state FROM ticket_views WHERE aggregate_id = ANY($1)",
             )
-            .bind(&ids)
+            .bind(&existing)
             .fetch_all(conn)
             .await?
         }
@@ -457,7 +504,7 @@ async fn load_states<'a>(
                 "SELECT aggregate_id, state FROM ticket_views
                   WHERE aggregate_id IN (SELECT value FROM json_each($1))",
             )
-            .bind(Json(&ids))
+            .bind(Json(&existing))
             .fetch_all(conn)
             .await?
         }
