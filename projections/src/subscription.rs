@@ -538,6 +538,17 @@ impl<P: Processor> Subscription<P> {
                     self.processor.committed();
                 }
                 (batch, stored)
+            } else if busy {
+                // The batch's start, its read and its checkpoint in one round trip.
+                let mut tx = self.db.begin().await?;
+                let batch =
+                    take_and_process(tx.conn(), &self.processor, self.batch_size, floor).await?;
+                tx.commit().await?;
+                let stored = batch.count > 0;
+                if stored {
+                    self.processor.committed();
+                }
+                (batch, stored)
             } else {
                 let mut tx = self.db.begin().await?;
                 let batch =
@@ -747,6 +758,44 @@ async fn read_and_process<P: Processor>(
     let Some(last) = events.last().map(StoredEvent::log_position) else {
         return Ok(Batch {
             at: from,
+            count: 0,
+            outcome: Outcome::Ignored,
+        });
+    };
+    let outcome = processor.process(conn, &events).await?;
+    Ok(Batch {
+        at: last,
+        count: events.len(),
+        outcome,
+    })
+}
+
+/// As [`read_and_process`] on a busy PostgreSQL log, where the look before the
+/// transaction is left out: locks the subscriber, reads after its stored checkpoint (or
+/// `floor`, when later), and moves the checkpoint past what it read, all in one round trip
+/// (`subscription_take_batch`), then processes the batch. The checkpoint is stored
+/// whatever the processor's outcome: it commits with the batch, or not at all.
+async fn take_and_process<P: Processor>(
+    mut conn: Conn<'_>,
+    processor: &P,
+    batch_size: i64,
+    floor: LogPosition,
+) -> Result<Batch, ProcessorError> {
+    let events: Vec<StoredEvent> = match conn.reborrow() {
+        Conn::Postgres(pg) => {
+            sqlx::query_as("SELECT * FROM subscription_take_batch($1, $2, $3, $4)")
+                .bind(processor.name())
+                .bind(floor.transaction_id)
+                .bind(floor.position)
+                .bind(batch_size as i32)
+                .fetch_all(pg)
+                .await?
+        }
+        Conn::Sqlite(_) => return read_and_process(conn, processor, batch_size, floor, None).await,
+    };
+    let Some(last) = events.last().map(StoredEvent::log_position) else {
+        return Ok(Batch {
+            at: floor,
             count: 0,
             outcome: Outcome::Ignored,
         });

@@ -108,8 +108,7 @@ pub async fn replay(
     let mut tx = db.begin().await?;
     // Live deliveries are written under this lock: none can interleave with the replay's.
     // (On SQLite the replay holds the one writer connection, which the enqueuer needs.)
-    checkpoints::lock(tx.conn(), WebhookEnqueuer::NAME).await?;
-    let until = checkpoints::load(tx.conn(), WebhookEnqueuer::NAME).await?;
+    let until = checkpoints::lock_and_load(tx.conn(), WebhookEnqueuer::NAME).await?;
     let wanted = subscription(tx.conn(), subscription_id)
         .await?
         .ok_or(ReplayError::NotFound)?;
