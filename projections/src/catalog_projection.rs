@@ -161,6 +161,11 @@ impl Processor for CatalogProjection {
         Self::NAME
     }
 
+    /// Read models: rebuilt from the log at will.
+    fn derived(&self) -> bool {
+        true
+    }
+
     fn wants(&self, event: &StoredEvent) -> bool {
         event.aggregate_type == Project::TYPE || event.aggregate_type == Asset::TYPE
     }

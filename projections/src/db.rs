@@ -221,6 +221,20 @@ impl Db {
         })
     }
 
+    /// Begins a transaction whose writes can be derived again from the log (see
+    /// [`crate::Processor::derived`]): on PostgreSQL its commit does not wait for the
+    /// write-ahead log's flush; the setting goes with `BEGIN`, in the same round trip. (On
+    /// SQLite, with `synchronous = NORMAL`, no commit waits for the disk.)
+    pub async fn begin_derived(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Postgres(pool) => Tx::Postgres(
+                pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await?,
+            ),
+            Db::Sqlite(_) => self.begin().await?,
+        })
+    }
+
     /// Begins a transaction that only reads (a consistent snapshot on both backends).
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {

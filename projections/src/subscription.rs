@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::db::{Conn, Db};
+use crate::db::{Conn, Db, Tx};
 
 /// The channel the event log's insert trigger notifies.
 pub const EVENTS_CHANNEL: &str = "arctyk_events";
@@ -102,6 +102,17 @@ pub trait Processor: Send + Sync + 'static {
     /// processor is handed its batch on a reading connection and the checkpoint is stored
     /// after it, in a transaction of its own: a crash in between makes it redo the batch.
     fn writes_on_its_own(&self) -> bool {
+        false
+    }
+
+    /// Whether all the processor writes can be derived again from the log (a read model):
+    /// its batches then commit on PostgreSQL without waiting for the write-ahead log to
+    /// reach the disk (`synchronous_commit = off` for that transaction). A crash of the
+    /// database server may then lose the last few milliseconds of such batches, each whole
+    /// and together with the checkpoint that recorded it (never one without the other, and
+    /// never a later one without an earlier one), and the subscriber applies them again
+    /// from the log. The log itself, and every other subscriber's work, waits for the flush.
+    fn derived(&self) -> bool {
         false
     }
 
@@ -540,7 +551,7 @@ impl<P: Processor> Subscription<P> {
                 (batch, stored)
             } else if busy {
                 // The batch's start, its read and its checkpoint in one round trip.
-                let mut tx = self.db.begin().await?;
+                let mut tx = self.begin().await?;
                 let batch =
                     take_and_process(tx.conn(), &self.processor, self.batch_size, floor).await?;
                 tx.commit().await?;
@@ -550,7 +561,7 @@ impl<P: Processor> Subscription<P> {
                 }
                 (batch, stored)
             } else {
-                let mut tx = self.db.begin().await?;
+                let mut tx = self.begin().await?;
                 let batch =
                     read_and_process(tx.conn(), &self.processor, self.batch_size, floor, looked)
                         .await?;
@@ -577,6 +588,15 @@ impl<P: Processor> Subscription<P> {
         );
         self.advance(batch.at);
         Ok(batch.count)
+    }
+
+    /// Begins a batch's transaction (see [`Processor::derived`]).
+    async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        if self.processor.derived() {
+            self.db.begin_derived().await
+        } else {
+            self.db.begin().await
+        }
     }
 
     /// Tells waiters that the subscriber has come to `at` (when that is further).

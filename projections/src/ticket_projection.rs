@@ -172,6 +172,11 @@ impl Processor for TicketProjection {
         Self::NAME
     }
 
+    /// Read models: rebuilt from the log at will.
+    fn derived(&self) -> bool {
+        true
+    }
+
     fn wants(&self, event: &StoredEvent) -> bool {
         event.aggregate_type == Ticket::TYPE
     }
@@ -299,7 +304,11 @@ async fn write_postgres(
     changes: &Changes<'_>,
     views: &[ViewRow<'_>],
 ) -> Result<(), ProcessorError> {
-    write_history(&mut *conn, &changes.history).await?;
+    // A live batch's history goes with the views' statement; a replay's is copied.
+    let history_with_views = changes.history.len() < COPY_HISTORY_FROM;
+    if !history_with_views {
+        copy_history(&mut *conn, &changes.history).await?;
+    }
     let mut rows = CopyRows::new();
     for comment in &changes.new_comments {
         rows.text(&comment.id.to_string())
@@ -329,39 +338,24 @@ async fn write_postgres(
         .execute(&mut *conn)
         .await?;
     }
-    save_states(conn, views).await
+    let history: &[HistoryRow<'_>] = if history_with_views {
+        &changes.history
+    } else {
+        &[]
+    };
+    save_states(conn, views, history).await
 }
 
 /// From this many rows on, a batch's history is written with `COPY` (fastest per row, for
-/// the large batches of a replay); fewer, as the live batches are, take one `INSERT`:
-/// one round trip where `COPY` takes two, on the path a waiting write follows.
+/// the large batches of a replay); fewer, as the live batches are, go with the statement
+/// that writes the views (see [`save_states`]): no round trip of their own, on the path a
+/// waiting write follows.
 const COPY_HISTORY_FROM: usize = 64;
 
-async fn write_history(
+async fn copy_history(
     conn: &mut PgConnection,
     history: &[HistoryRow<'_>],
 ) -> Result<(), ProcessorError> {
-    if history.is_empty() {
-        return Ok(());
-    }
-    if history.len() < COPY_HISTORY_FROM {
-        sqlx::query(
-            "INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor,
-                                         changes, internal)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
-                                  $5::text[], $6::jsonb[], $7::boolean[])",
-        )
-        .bind(history.iter().map(|h| h.ticket_number).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.sequence).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.event).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.recorded_at).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.actor).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| &h.changes).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.internal).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-        return Ok(());
-    }
     let mut rows = CopyRows::new();
     for entry in history {
         rows.int(entry.ticket_number)
@@ -549,27 +543,61 @@ fn view_rows<'a>(
     Ok(rows)
 }
 
-async fn save_states(conn: &mut PgConnection, rows: &[ViewRow<'_>]) -> Result<(), ProcessorError> {
-    sqlx::query(
-        "INSERT INTO ticket_views (number, aggregate_id, title, description, status, priority,
-                                   reporter, assignee, project_id, created_at, updated_at,
-                                   version, next_sla_due_at, state, body)
-         SELECT number, aggregate_id, title, description, status, priority, reporter, assignee,
-                project_id, created_at, updated_at, version, next_sla_due_at, state, body::json
-           FROM jsonb_to_recordset($1) AS r(number bigint, aggregate_id text, title text,
-                description text, status text, priority text, reporter text, assignee text,
-                project_id bigint, created_at timestamptz, updated_at timestamptz,
-                version bigint, next_sla_due_at timestamptz, state jsonb, body text)
-         ON CONFLICT (number) DO UPDATE SET
-            title = excluded.title, description = excluded.description,
-            status = excluded.status, priority = excluded.priority,
-            reporter = excluded.reporter, assignee = excluded.assignee,
-            project_id = excluded.project_id, updated_at = excluded.updated_at,
-            version = excluded.version, next_sla_due_at = excluded.next_sla_due_at,
-            state = excluded.state, body = excluded.body",
-    )
-    .bind(Json(rows))
-    .execute(&mut *conn)
-    .await?;
+/// Writes the batch's view rows and, in the same statement, its `history` rows (none
+/// when they were copied).
+async fn save_states(
+    conn: &mut PgConnection,
+    rows: &[ViewRow<'_>],
+    history: &[HistoryRow<'_>],
+) -> Result<(), ProcessorError> {
+    if history.is_empty() {
+        sqlx::query(SAVE_VIEWS)
+            .bind(Json(rows))
+            .execute(&mut *conn)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(SAVE_VIEWS_AND_HISTORY.as_str())
+        .bind(Json(rows))
+        .bind(history.iter().map(|h| h.ticket_number).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.sequence).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.event).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.recorded_at).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.actor).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| &h.changes).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.internal).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
+
+/// Upserts the view rows given as a JSON record set (`$1`).
+const SAVE_VIEWS: &str = "
+INSERT INTO ticket_views (number, aggregate_id, title, description, status, priority, reporter,
+                          assignee, project_id, created_at, updated_at, version,
+                          next_sla_due_at, state, body)
+SELECT number, aggregate_id, title, description, status, priority, reporter, assignee,
+       project_id, created_at, updated_at, version, next_sla_due_at, state, body::json
+  FROM jsonb_to_recordset($1) AS r(number bigint, aggregate_id text, title text,
+       description text, status text, priority text, reporter text, assignee text,
+       project_id bigint, created_at timestamptz, updated_at timestamptz, version bigint,
+       next_sla_due_at timestamptz, state jsonb, body text)
+    ON CONFLICT (number) DO UPDATE SET
+       title = excluded.title, description = excluded.description,
+       status = excluded.status, priority = excluded.priority,
+       reporter = excluded.reporter, assignee = excluded.assignee,
+       project_id = excluded.project_id, updated_at = excluded.updated_at,
+       version = excluded.version, next_sla_due_at = excluded.next_sla_due_at,
+       state = excluded.state, body = excluded.body";
+
+/// [`SAVE_VIEWS`] with history rows as column arrays (`$2` … `$8`) inserted alongside.
+static SAVE_VIEWS_AND_HISTORY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH history AS (
+    INSERT INTO ticket_history (ticket_number, sequence, event, recorded_at, actor, changes,
+                                internal)
+    SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
+                         $6::text[], $7::jsonb[], $8::boolean[])
+){SAVE_VIEWS}"
+    )
+});
