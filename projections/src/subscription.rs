@@ -90,6 +90,11 @@ pub enum Outcome {
     /// the log does not run a writing transaction for every append. A running writing
     /// transaction holds back every later commit from every reader of the log.
     Ignored,
+    /// It wrote nothing, but its checkpoint must record that it went past the batch, so
+    /// the checkpoint is stored as for [`Outcome::Applied`]; nobody waits on it, so the
+    /// subscription reads on at the relaxed pace that follows an ignored batch (the
+    /// webhook enqueuer while no subscription is enabled).
+    Passed,
 }
 
 /// What a subscriber does with the events of the log.
@@ -579,7 +584,7 @@ impl<P: Processor> Subscription<P> {
             self.deferred.store(0, Ordering::Relaxed);
         }
         self.ignoring.store(
-            batch.count > 0 && batch.outcome == Outcome::Ignored,
+            batch.count > 0 && matches!(batch.outcome, Outcome::Ignored | Outcome::Passed),
             Ordering::Relaxed,
         );
         self.busy.store(
@@ -612,7 +617,9 @@ impl<P: Processor> Subscription<P> {
 
     /// Whether the batch's checkpoint is to be stored.
     fn store_due(&self, batch: &Batch) -> bool {
-        batch.count > 0 && (batch.outcome == Outcome::Applied || self.deferred_due(batch.count))
+        batch.count > 0
+            && (matches!(batch.outcome, Outcome::Applied | Outcome::Passed)
+                || self.deferred_due(batch.count))
     }
 
     /// Counts `events` ignored without storing the checkpoint; true when it is time to
