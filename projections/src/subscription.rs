@@ -901,9 +901,17 @@ async fn forward_notifications(
     }
 }
 
+/// The least time between two `NOTIFY`s of one process. Each is a transaction of its own
+/// and wakes every listening connection of every process; under load, one per append
+/// cost more than the appends' own statements. Subscribers of this process are woken at
+/// once without it; those of other processes hear of an append at most this much later
+/// (and poll regardless).
+const NOTIFY_SPACING: Duration = Duration::from_millis(5);
+
 /// Tells subscribers that the log has grown: the ones in this process at once, and those
 /// of other processes through one `NOTIFY` sent after the commit. Appends that happen
-/// while a `NOTIFY` is on its way share the next one.
+/// while a `NOTIFY` is on its way, or within [`NOTIFY_SPACING`] after it, share the next
+/// one.
 #[derive(Clone)]
 pub struct LogNotifier {
     local: Vec<Arc<Notify>>,
@@ -959,6 +967,11 @@ impl LogNotifier {
                 .await
             {
                 tracing::warn!(%error, "cannot notify other processes; they will poll");
+            }
+            // Appends meanwhile share the next notification.
+            tokio::select! {
+                _ = tokio::time::sleep(NOTIFY_SPACING) => {}
+                _ = shutdown.changed() => return,
             }
         }
     }
