@@ -11,7 +11,7 @@ use axum::extract::Request;
 use axum::serve::ListenerExt;
 use axum::ServiceExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -138,14 +138,20 @@ impl Application {
             database.clone(),
             WebhookEnqueuer::new().with_delivery_waker(delivery_waker.clone()),
         );
-        let mut local_wakers = vec![projection.waker(), catalog.waker(), webhooks.waker()];
-        // On PostgreSQL the notification subscriber hears of appends through LISTEN (it
-        // need not hurry: nobody waits on it); on SQLite nothing crosses the database, so
-        // it is woken here.
-        if let Db::Sqlite(_) = database {
-            local_wakers.push(notifications.waker());
-        }
-        let notifier = LogNotifier::new(local_wakers);
+        // Appends of this process wake the subscribers that want them at once: ticket
+        // events the ticket projection, project and asset events the catalog, both the
+        // webhook enqueuer. On PostgreSQL the notification subscriber hears of appends
+        // through LISTEN (it need not hurry: nobody waits on it); on SQLite nothing
+        // crosses the database, so it is woken here.
+        let local_wakers = |subscriber: Arc<Notify>| {
+            let mut wakers = vec![subscriber, webhooks.waker()];
+            if let Db::Sqlite(_) = database {
+                wakers.push(notifications.waker());
+            }
+            wakers
+        };
+        let notifier = LogNotifier::new(local_wakers(projection.waker()));
+        let catalog_notifier = notifier.waking(local_wakers(catalog.waker()));
         let mut workers = vec![tokio::spawn(
             notifier.clone().run(database.clone(), shutdown_rx.clone()),
         )];
@@ -187,7 +193,7 @@ impl Application {
         let catalog = CatalogService::new(
             database.clone(),
             catalog_progress,
-            notifier,
+            catalog_notifier,
             config.read_your_writes(),
             clock.clone(),
         );

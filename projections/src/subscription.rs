@@ -929,6 +929,17 @@ impl LogNotifier {
         }
     }
 
+    /// A notifier that wakes `local` in this process, and shares this one's `NOTIFY` to
+    /// other processes (and the id it is known by): for writers whose appends concern only
+    /// some of the local subscribers.
+    pub fn waking(&self, local: Vec<Arc<Notify>>) -> Self {
+        Self {
+            local,
+            remote: self.remote.clone(),
+            id: self.id.clone(),
+        }
+    }
+
     /// Wakes `wakers` when another process appended to the log, as
     /// [`listen_for_events`] does, but not at the echo of this notifier's own `NOTIFY`:
     /// subscribers it wakes at once need not look at the log a second time for the same
