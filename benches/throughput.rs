@@ -229,7 +229,7 @@ end
         "pgbench      {insert_tps:>9.0} INSERT tps, {select_tps:>9.0} SELECT tps (32 clients)"
     );
     println!(
-        "ratio        create {:.0}% of INSERT (target >= 25%), get {:.0}% of SELECT (target >= 50%), errors {}",
+        "ratio        create {:.1}% of INSERT (target >= 25%), get {:.1}% of SELECT (target >= 50%), errors {}",
         100.0 * create.rate / insert_tps,
         100.0 * get.rate / select_tps,
         create.errors + get.errors
