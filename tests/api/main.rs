@@ -11,6 +11,7 @@ mod event_evolution;
 mod event_log;
 mod events_feed;
 mod events_import;
+mod group_commit;
 mod helpers;
 mod inbound;
 mod links;
