@@ -90,15 +90,23 @@ impl GroupAppender {
 
     /// Writes what waits, group after group, until nothing does.
     async fn write_groups(self) {
-        let _writer = Writer(self.queue.clone());
+        let mut writer = Writer {
+            queue: self.queue.clone(),
+            active: true,
+        };
         loop {
             let group = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                take_group(&mut queue.waiting)
+                let group = take_group(&mut queue.waiting);
+                if group.is_empty() {
+                    // The place is given back under the lock that found nothing waiting:
+                    // a command queued after this finds it free and starts a writer.
+                    queue.writers -= 1;
+                    writer.active = false;
+                    return;
+                }
+                group
             };
-            if group.is_empty() {
-                return;
-            }
             self.write(group).await;
         }
     }
@@ -132,13 +140,19 @@ impl GroupAppender {
     }
 }
 
-/// Gives the writer's place back when its task ends, however it ends.
-struct Writer(Arc<Mutex<Queue>>);
+/// Gives a writer's place back should its task end before it found nothing waiting
+/// (a panic), so that the next command starts another.
+struct Writer {
+    queue: Arc<Mutex<Queue>>,
+    active: bool,
+}
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        queue.writers -= 1;
+        if self.active {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.writers -= 1;
+        }
     }
 }
 
