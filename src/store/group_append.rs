@@ -80,8 +80,13 @@ impl GroupAppender {
         };
         if start_writer {
             // A task of its own: the group it writes is other commands' too, and must be
-            // carried to its end whatever happens to this one.
-            tokio::spawn(self.clone().write_groups());
+            // carried to its end whatever happens to this one. The place is held from
+            // here, so that it is given back even if the task never runs.
+            let writer = Writer {
+                queue: self.queue.clone(),
+                active: true,
+            };
+            tokio::spawn(self.clone().write_groups(writer));
         }
         answer.await.map_err(|_| {
             PersistenceError::UnknownError("the log's appender stopped before answering".into())
@@ -89,11 +94,7 @@ impl GroupAppender {
     }
 
     /// Writes what waits, group after group, until nothing does.
-    async fn write_groups(self) {
-        let mut writer = Writer {
-            queue: self.queue.clone(),
-            active: true,
-        };
+    async fn write_groups(self, mut writer: Writer) {
         loop {
             let group = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,35 +114,58 @@ impl GroupAppender {
 
     /// Writes one group and answers each of its commands.
     async fn write(&self, group: Vec<Request>) {
-        let together = if group.len() > 1 {
-            let commands: Vec<&[SerializedEvent]> =
-                group.iter().map(|request| &request.events[..]).collect();
-            // On failure nothing of the group was committed: each command is then
-            // written on its own, for an answer of its own.
-            insert(&self.pool, &commands).await.ok()
-        } else {
-            None
-        };
-        match together {
-            Some(landed) => {
+        if group.len() == 1 {
+            return self.write_alone(group).await;
+        }
+        let commands: Vec<&[SerializedEvent]> =
+            group.iter().map(|request| &request.events[..]).collect();
+        match insert(&self.pool, &commands).await {
+            Ok(landed) => {
                 for (request, at) in group.into_iter().zip(landed) {
                     let _ = request.reply.send(Ok(at));
                 }
             }
-            None => {
+            // PostgreSQL refused the statement, and with it its transaction: nothing of
+            // the group was committed. Each command is written on its own, for an answer
+            // of its own.
+            Err(sqlx::Error::Database(_)) => self.write_alone(group).await,
+            // Anything else (a connection lost on the way) leaves open whether the group
+            // was committed: writing it again could append a command twice. Every
+            // command is told, as a command appended alone would be.
+            Err(error) => {
                 for request in group {
-                    let answer = insert(&self.pool, &[&request.events]).await;
-                    let _ = request
-                        .reply
-                        .send(answer.map(|landed| landed.into_iter().flatten().next()));
+                    let _ = request.reply.send(Err(same_error(&error)));
                 }
             }
         }
     }
+
+    /// Writes each command of `group` in a statement of its own.
+    async fn write_alone(&self, group: Vec<Request>) {
+        for request in group {
+            let answer = insert(&self.pool, &[&request.events])
+                .await
+                .map(|landed| landed.into_iter().flatten().next())
+                .map_err(super::event_repository::persistence_error);
+            let _ = request.reply.send(answer);
+        }
+    }
 }
 
-/// Gives a writer's place back should its task end before it found nothing waiting
-/// (a panic), so that the next command starts another.
+/// The error of a group's statement as each of its commands is told it.
+fn same_error(error: &sqlx::Error) -> PersistenceError {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            PersistenceError::ConnectionError(error.to_string().into())
+        }
+        _ => PersistenceError::UnknownError(error.to_string().into()),
+    }
+}
+
+/// Gives a writer's place back should its task end before it found nothing waiting (a
+/// panic, or a runtime shutting down before it ran). When no other writer is left, the
+/// commands still waiting are told that they were not written, rather than left waiting
+/// for the next append to start a writer.
 struct Writer {
     queue: Arc<Mutex<Queue>>,
     active: bool,
@@ -149,9 +173,17 @@ struct Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if self.active {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.writers -= 1;
+        if !self.active {
+            return;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.writers -= 1;
+        if queue.writers == 0 {
+            for request in queue.waiting.drain(..) {
+                let _ = request.reply.send(Err(PersistenceError::UnknownError(
+                    "the log's appender stopped before writing these events".into(),
+                )));
+            }
         }
     }
 }
@@ -192,7 +224,7 @@ RETURNING aggregate_type, aggregate_id, sequence, transaction_id::text::bigint, 
 async fn insert(
     pool: &PgPool,
     commands: &[&[SerializedEvent]],
-) -> Result<Vec<Option<LogPosition>>, PersistenceError> {
+) -> Result<Vec<Option<LogPosition>>, sqlx::Error> {
     let events = || commands.iter().flat_map(|events| events.iter());
     let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(INSERT_EVENTS)
         .bind(
@@ -215,8 +247,7 @@ async fn insert(
         .bind(events().map(|e| &e.payload).collect::<Vec<_>>())
         .bind(events().map(|e| &e.metadata).collect::<Vec<_>>())
         .fetch_all(pool)
-        .await
-        .map_err(super::event_repository::persistence_error)?;
+        .await?;
     // RETURNING promises the rows, not their order: each is known by its key.
     let landed: HashMap<(String, String, i64), LogPosition> = rows
         .into_iter()
