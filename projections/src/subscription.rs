@@ -510,7 +510,12 @@ impl<P: Processor> Subscription<P> {
         let name = self.processor.name();
         // This process may have moved past ignored batches without storing it.
         let floor = self.progress.borrow().to_owned();
-        let busy = self.busy.load(Ordering::Relaxed) && matches!(self.db, Db::Postgres(_));
+        // Not for a processor that writes through commands of its own: the take moves the
+        // checkpoint first, so its transaction would hold back every later commit, those
+        // commands' own included, for as long as they run.
+        let busy = self.busy.load(Ordering::Relaxed)
+            && matches!(self.db, Db::Postgres(_))
+            && !self.processor.writes_on_its_own();
         // Before the first batch the stored checkpoint is not known here yet.
         let looked = if floor == LogPosition::default() || busy {
             None
