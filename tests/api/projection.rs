@@ -94,17 +94,22 @@ async fn app_without_subscribers(database_url: &str) -> TestApp {
     spawn_app_with(config).await
 }
 
-/// Polls the ticket list until it counts `expected` tickets.
-async fn wait_for_list_count(app: &TestApp, token: &str, expected: i64) -> Value {
+/// The first page of the ticket list once `done` holds for it (within 15 s).
+async fn wait_for_list(
+    app: &TestApp,
+    token: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let page = json(app.get("/api/tickets/?limit=100", token).await).await;
-        if page["count"] == expected {
+        if done(&page) {
             return page;
         }
         assert!(
             Instant::now() < deadline,
-            "the list never reached {expected} tickets: {page}"
+            "the list never showed {what}: {page}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -202,9 +207,23 @@ async fn writes_made_while_the_projection_was_down_appear_once_it_runs_again() {
     assert_eq!(unprojected, 0);
     crashed.stop().await;
 
-    // A healthy server on the same database catches up from the checkpoint.
+    // A healthy server on the same database catches up from the checkpoint. It may take
+    // more than one batch (the log is read below the oldest transaction running anywhere
+    // on the PostgreSQL server, other tests' included): wait until every write is in.
     let healthy = spawn_app_with(test_config(&database_url)).await;
-    let page = wait_for_list_count(&healthy, &token, 3).await;
+    let page = wait_for_list(&healthy, &token, "3 tickets at versions 2, 3, 3", |page| {
+        let versions: Vec<i64> = page["results"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .filter_map(|t| t["version"].as_i64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        page["count"] == 3 && versions == [2, 3, 3]
+    })
+    .await;
     let titles: Vec<&str> = page["results"]
         .as_array()
         .expect("results")
