@@ -787,19 +787,7 @@ async fn read_and_process<P: Processor>(
         Some(looked) if looked.from == from => looked.events,
         _ => read_after(conn.reborrow(), from, batch_size).await?,
     };
-    let Some(last) = events.last().map(StoredEvent::log_position) else {
-        return Ok(Batch {
-            at: from,
-            count: 0,
-            outcome: Outcome::Ignored,
-        });
-    };
-    let outcome = processor.process(conn, &events).await?;
-    Ok(Batch {
-        at: last,
-        count: events.len(),
-        outcome,
-    })
+    process_events(conn, processor, from, events).await
 }
 
 /// As [`read_and_process`] on a busy PostgreSQL log, where the look before the
@@ -825,9 +813,20 @@ async fn take_and_process<P: Processor>(
         }
         Conn::Sqlite(_) => return read_and_process(conn, processor, batch_size, floor, None).await,
     };
+    process_events(conn, processor, floor, events).await
+}
+
+/// Hands `events`, read after `from`, to the processor: the batch they make (at `from`
+/// and ignored when there are none).
+async fn process_events<P: Processor>(
+    conn: Conn<'_>,
+    processor: &P,
+    from: LogPosition,
+    events: Vec<StoredEvent>,
+) -> Result<Batch, ProcessorError> {
     let Some(last) = events.last().map(StoredEvent::log_position) else {
         return Ok(Batch {
-            at: floor,
+            at: from,
             count: 0,
             outcome: Outcome::Ignored,
         });
