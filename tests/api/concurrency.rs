@@ -278,8 +278,8 @@ async fn thirty_concurrent_creations_get_numbers_one_to_thirty() {
     listed.sort_unstable();
     assert_eq!(listed, ids);
 
-    // The thirty shared their numbers' statements; none was left over, so the next
-    // creation, alone, gets the next number.
+    // The thirty shared their numbers' statements, and numbers taken ahead are handed
+    // out in order: the next creation, alone, gets the next number.
     let next = app
         .post(
             "/api/tickets/",
