@@ -27,6 +27,10 @@ use uuid::Uuid;
 
 use crate::db::{Conn, Db, Tx};
 
+mod chained;
+
+use chained::{take_statement, Chain, Committed};
+
 /// The channel the event log's insert trigger notifies.
 pub const EVENTS_CHANNEL: &str = "arctyk_events";
 
@@ -451,6 +455,11 @@ pub struct Subscription<P: Processor> {
     /// Whether the last batch applied events: the log is busy, and the next look would
     /// most likely find more (see [`Subscription::run_batch`]).
     busy: AtomicBool,
+    /// A busy subscriber's connection on PostgreSQL, with the batch its last commit began.
+    chain: tokio::sync::Mutex<Chain>,
+    /// Whether `chain` holds a begun batch: its transaction is open, so it is processed
+    /// at once.
+    begun: AtomicBool,
 }
 
 /// A subscription that ignores batches stores its checkpoint anyway once this many
@@ -473,6 +482,8 @@ impl<P: Processor> Subscription<P> {
             deferred: AtomicUsize::new(0),
             ignoring: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            chain: tokio::sync::Mutex::default(),
+            begun: AtomicBool::new(false),
         }
     }
 
@@ -513,9 +524,10 @@ impl<P: Processor> Subscription<P> {
         // Not for a processor that writes through commands of its own: the take moves the
         // checkpoint first, so its transaction would hold back every later commit, those
         // commands' own included, for as long as they run.
-        let busy = self.busy.load(Ordering::Relaxed)
+        let busy = (self.busy.load(Ordering::Relaxed)
             && matches!(self.db, Db::Postgres(_))
-            && !self.processor.writes_on_its_own();
+            && !self.processor.writes_on_its_own())
+            || self.begun.load(Ordering::Acquire);
         // Before the first batch the stored checkpoint is not known here yet.
         let looked = if floor == LogPosition::default() || busy {
             None
@@ -559,12 +571,8 @@ impl<P: Processor> Subscription<P> {
                     self.processor.committed();
                 }
                 (batch, stored)
-            } else if busy {
-                // The batch's start, its read and its checkpoint in one round trip.
-                let mut tx = self.begin().await?;
-                let batch =
-                    take_and_process(tx.conn(), &self.processor, self.batch_size, floor).await?;
-                tx.commit().await?;
+            } else if let (true, Db::Postgres(pool)) = (busy, &self.db) {
+                let batch = self.run_chained(pool, floor).await?;
                 let stored = batch.count > 0;
                 if stored {
                     self.processor.committed();
@@ -598,6 +606,59 @@ impl<P: Processor> Subscription<P> {
         );
         self.advance(batch.at);
         Ok(batch.count)
+    }
+
+    /// A batch on a busy PostgreSQL log (see [`chained`]): the batch the last commit
+    /// began, or one begun now (its start, its read and its checkpoint in one round trip),
+    /// processed, then committed by the round trip that begins the next one. The
+    /// checkpoint is stored whatever the processor's outcome: it commits with the batch,
+    /// or not at all.
+    async fn run_chained(
+        &self,
+        pool: &PgPool,
+        floor: LogPosition,
+    ) -> Result<Batch, ProcessorError> {
+        let name = self.processor.name();
+        let begin = if self.processor.derived() {
+            "BEGIN; SET LOCAL synchronous_commit = off"
+        } else {
+            "BEGIN"
+        };
+        let mut chain = self.chain.lock().await;
+        self.begun.store(false, Ordering::Release);
+        let begun = match chain.take_begun() {
+            Some(begun) => begun,
+            None => {
+                chain.connection(pool).await?;
+                let take = take_statement(name, floor, self.batch_size);
+                chain.begin(begin, &take, floor).await?
+            }
+        };
+        let conn = chain.conn().ok_or(sqlx::Error::PoolClosed)?;
+        let batch = match process_events(
+            Conn::Postgres(conn),
+            &self.processor,
+            begun.from,
+            begun.events,
+        )
+        .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                chain.drop_connection();
+                return Err(error);
+            }
+        };
+        if batch.count > 0 && batch.outcome == Outcome::Applied {
+            let take = take_statement(name, batch.at, self.batch_size);
+            match chain.commit_and_begin(begin, &take, batch.at).await {
+                Committed::Yes => self.begun.store(chain.has_begun(), Ordering::Release),
+                Committed::Unknown(error) => return Err(error.into()),
+            }
+        } else {
+            chain.commit().await?;
+        }
+        Ok(batch)
     }
 
     /// Begins a batch's transaction (see [`Processor::derived`]).
@@ -639,7 +700,7 @@ impl<P: Processor> Subscription<P> {
         loop {
             let count = self.run_batch().await?;
             total += count;
-            if count < self.batch_size as usize {
+            if count < self.batch_size as usize && !self.begun.load(Ordering::Acquire) {
                 return Ok(total);
             }
         }
@@ -681,7 +742,10 @@ impl<P: Processor> Subscription<P> {
             let (idle, processed) = match self.run_batch().await {
                 Ok(count) => {
                     failures = 0;
-                    (count < self.batch_size as usize, count)
+                    // A begun batch's transaction is open: on with it at once.
+                    let idle =
+                        count < self.batch_size as usize && !self.begun.load(Ordering::Acquire);
+                    (idle, count)
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -788,32 +852,6 @@ async fn read_and_process<P: Processor>(
         _ => read_after(conn.reborrow(), from, batch_size).await?,
     };
     process_events(conn, processor, from, events).await
-}
-
-/// As [`read_and_process`] on a busy PostgreSQL log, where the look before the
-/// transaction is left out: locks the subscriber, reads after its stored checkpoint (or
-/// `floor`, when later), and moves the checkpoint past what it read, all in one round trip
-/// (`subscription_take_batch`), then processes the batch. The checkpoint is stored
-/// whatever the processor's outcome: it commits with the batch, or not at all.
-async fn take_and_process<P: Processor>(
-    mut conn: Conn<'_>,
-    processor: &P,
-    batch_size: i64,
-    floor: LogPosition,
-) -> Result<Batch, ProcessorError> {
-    let events: Vec<StoredEvent> = match conn.reborrow() {
-        Conn::Postgres(pg) => {
-            sqlx::query_as("SELECT * FROM subscription_take_batch($1, $2, $3, $4)")
-                .bind(processor.name())
-                .bind(floor.transaction_id)
-                .bind(floor.position)
-                .bind(batch_size as i32)
-                .fetch_all(pg)
-                .await?
-        }
-        Conn::Sqlite(_) => return read_and_process(conn, processor, batch_size, floor, None).await,
-    };
-    process_events(conn, processor, floor, events).await
 }
 
 /// Hands `events`, read after `from`, to the processor: the batch they make (at `from`

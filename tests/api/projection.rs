@@ -581,6 +581,133 @@ fn transaction_id(checkpoint: &Value) -> i64 {
 
 /// Catches up until `expected` events were applied (other tests' transactions on the
 /// same server may hold the log's horizon back for a moment), or 10 s passed.
+/// Runs the real projection and fails on its `fail_at`-th batch (counted from 1), as a
+/// worker would if it died before that batch's commit.
+struct CrashesAtBatch {
+    fail_at: usize,
+    batches: std::sync::atomic::AtomicUsize,
+    projection: TicketProjection,
+}
+
+impl Processor for CrashesAtBatch {
+    fn name(&self) -> &'static str {
+        TicketProjection::NAME
+    }
+
+    fn derived(&self) -> bool {
+        true
+    }
+
+    async fn process(
+        &self,
+        conn: Conn<'_>,
+        events: &[StoredEvent],
+    ) -> Result<Outcome, ProcessorError> {
+        let outcome = self.projection.process(conn, events).await?;
+        let batch = 1 + self
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if batch == self.fail_at {
+            return Err(ProcessorError::Other("worker crashed mid-batch".to_owned()));
+        }
+        Ok(outcome)
+    }
+}
+
+/// On a busy PostgreSQL log each commit of a batch also begins the next batch's
+/// transaction and takes its events. Batches of one event make every batch after the
+/// first such a begun one: each is applied once, in order, and one that fails is rolled
+/// back with the checkpoint its beginning moved.
+#[tokio::test]
+async fn batches_begun_by_the_previous_commit_apply_every_event_once() {
+    let database_url = fresh_database_url();
+    let app = app_without_subscribers(&database_url).await;
+    let token = app.agent().await;
+    app.create_ticket(&token, json!({"title": "Badge reader rejects cards"}))
+        .await;
+    app.create_ticket(&token, json!({"title": "Printer jams on A3"}))
+        .await;
+    for body in ["Reader rebooted", "Still rejecting", "New firmware"] {
+        let response = app
+            .post("/api/tickets/1/comments/", &token, &json!({"body": body}))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let response = app
+        .patch("/api/tickets/2/", &token, &json!({"priority": "high"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = count(&app.db, "SELECT count(*) FROM events").await;
+    assert_eq!(events, 6);
+
+    // The fourth batch fails: three events are applied and their checkpoint stays.
+    let crashing = Subscription::new(
+        app.db.clone(),
+        CrashesAtBatch {
+            fail_at: 4,
+            batches: Default::default(),
+            projection: TicketProjection::default(),
+        },
+    )
+    .with_batch_size(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let crashed = loop {
+        match crashing.catch_up().await {
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            other => break other,
+        }
+    };
+    match crashed {
+        Err(ProcessorError::Other(message)) => assert_eq!(message, "worker crashed mid-batch"),
+        other => panic!("the fourth batch fails with the processor's error, not {other:?}"),
+    }
+    drop(crashing);
+    assert_eq!(stored_position(&app.db, TicketProjection::NAME).await, 3);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM ticket_history").await,
+        3
+    );
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM ticket_comments").await,
+        1
+    );
+
+    // The projection goes on from there, one event a batch, to the end of the log.
+    let subscription =
+        Subscription::new(app.db.clone(), TicketProjection::default()).with_batch_size(1);
+    assert_eq!(catch_up_to(&subscription, 3).await, 3);
+    assert_eq!(subscription.catch_up().await.expect("idle"), 0);
+    assert_eq!(stored_position(&app.db, TicketProjection::NAME).await, 6);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM ticket_history").await,
+        events
+    );
+    let history = json(app.get("/api/tickets/1/history/", &token).await).await;
+    assert_eq!(sequences(&history), [1, 2, 3, 4]);
+    let comments = json(app.get("/api/tickets/1/comments/", &token).await).await;
+    let bodies: Vec<&str> = comments
+        .as_array()
+        .expect("comments")
+        .iter()
+        .map(|c| c["body"].as_str().expect("body"))
+        .collect();
+    assert_eq!(
+        bodies,
+        ["Reader rebooted", "Still rejecting", "New firmware"]
+    );
+    let ticket = json(app.get("/api/tickets/2/", &token).await).await;
+    assert_eq!(ticket["priority"], "high");
+
+    // Exactly what a rebuild from the log makes.
+    let applied = read_models(&app.db).await;
+    drop(subscription);
+    rebuild_tickets(&app.db).await;
+    assert_eq!(read_models(&app.db).await, applied);
+    app.stop().await;
+}
+
 async fn catch_up_to<P: arctyk_projections::Processor>(
     subscription: &Subscription<P>,
     expected: usize,
