@@ -181,6 +181,11 @@ fn lock_file(path: &Path) -> Result<File, DbError> {
     }
 }
 
+/// How a PostgreSQL transaction whose writes can be derived again from the log begins:
+/// its commit does not wait for the write-ahead log's flush (see
+/// [`crate::Processor::derived`]).
+pub(crate) const BEGIN_DERIVED: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
 impl Db {
     /// Connects to the database `url` names, with `connections` connections (readers, on
     /// SQLite).
@@ -227,10 +232,7 @@ impl Db {
     /// SQLite, with `synchronous = NORMAL`, no commit waits for the disk.)
     pub async fn begin_derived(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Db::Postgres(pool) => Tx::Postgres(
-                pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-                    .await?,
-            ),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin_with(BEGIN_DERIVED).await?),
             Db::Sqlite(_) => self.begin().await?,
         })
     }

@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::db::{Conn, Db, Tx};
+use crate::db::{Conn, Db, Tx, BEGIN_DERIVED};
 
 mod chained;
 
@@ -620,7 +620,7 @@ impl<P: Processor> Subscription<P> {
     ) -> Result<Batch, ProcessorError> {
         let name = self.processor.name();
         let begin = if self.processor.derived() {
-            "BEGIN; SET LOCAL synchronous_commit = off"
+            BEGIN_DERIVED
         } else {
             "BEGIN"
         };
@@ -629,9 +629,8 @@ impl<P: Processor> Subscription<P> {
         let begun = match chain.take_begun() {
             Some(begun) => begun,
             None => {
-                chain.connection(pool).await?;
                 let take = take_statement(name, floor, self.batch_size);
-                chain.begin(begin, &take, floor).await?
+                chain.begin(pool, begin, &take, floor).await?
             }
         };
         let conn = chain.conn().ok_or(sqlx::Error::PoolClosed)?;

@@ -124,6 +124,15 @@ fn sequences(history: &Value) -> Vec<i64> {
         .collect()
 }
 
+fn comment_bodies(comments: &Value) -> Vec<&str> {
+    comments
+        .as_array()
+        .expect("comments are a list")
+        .iter()
+        .map(|c| c["body"].as_str().expect("body"))
+        .collect()
+}
+
 fn comment_ids(comments: &Value) -> Vec<String> {
     comments
         .as_array()
@@ -390,12 +399,7 @@ async fn a_batch_that_crashes_leaves_read_models_and_checkpoint_as_they_were() {
     let history = json(app.get("/api/tickets/1/history/", &token).await).await;
     assert_eq!(sequences(&history), [1, 2, 3, 4]);
     let comments = json(app.get("/api/tickets/1/comments/", &token).await).await;
-    let bodies: Vec<&str> = comments
-        .as_array()
-        .expect("comments")
-        .iter()
-        .map(|c| c["body"].as_str().expect("body"))
-        .collect();
+    let bodies = comment_bodies(&comments);
     assert_eq!(bodies, ["Checked the cable", "Swapped the handset"]);
     let comments = json(app.get("/api/tickets/2/comments/", &token).await).await;
     assert_eq!(comment_ids(&comments).len(), 1);
@@ -687,12 +691,7 @@ async fn batches_begun_by_the_previous_commit_apply_every_event_once() {
     let history = json(app.get("/api/tickets/1/history/", &token).await).await;
     assert_eq!(sequences(&history), [1, 2, 3, 4]);
     let comments = json(app.get("/api/tickets/1/comments/", &token).await).await;
-    let bodies: Vec<&str> = comments
-        .as_array()
-        .expect("comments")
-        .iter()
-        .map(|c| c["body"].as_str().expect("body"))
-        .collect();
+    let bodies = comment_bodies(&comments);
     assert_eq!(
         bodies,
         ["Reader rebooted", "Still rejecting", "New firmware"]

@@ -50,14 +50,6 @@ impl Chain {
         self.begun.take()
     }
 
-    /// The chain's connection, opened with the pool's settings when there is none.
-    pub async fn connection(&mut self, pool: &PgPool) -> Result<&mut PgConnection, sqlx::Error> {
-        match &mut self.conn {
-            Some(conn) => Ok(conn),
-            empty => Ok(empty.insert(PgConnection::connect_with(&pool.connect_options()).await?)),
-        }
-    }
-
     /// Drops the connection: the server rolls back whatever transaction was open on it.
     pub fn drop_connection(&mut self) {
         self.conn = None;
@@ -65,14 +57,19 @@ impl Chain {
     }
 
     /// Begins a batch's transaction with `begin` and takes its events after `from`, in one
-    /// round trip.
+    /// round trip, on the chain's connection (opened with `pool`'s settings when there is
+    /// none).
     pub async fn begin(
         &mut self,
+        pool: &PgPool,
         begin: &str,
         take: &str,
         from: LogPosition,
     ) -> Result<Begun, sqlx::Error> {
-        let conn = self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            empty => empty.insert(PgConnection::connect_with(&pool.connect_options()).await?),
+        };
         match run(conn, &format!("{begin}; {take}")).await {
             Ok(events) => Ok(Begun { from, events }),
             Err((_, error)) => {
