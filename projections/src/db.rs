@@ -98,7 +98,7 @@ const SYNCHRONOUS: SqliteSynchronous = SqliteSynchronous::Normal;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled connection idle this long is pinged before it is handed out.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// Pool settings for every pool of the product: a connection that sat idle for a while is
 /// pinged before use (a dropped one is replaced), one in steady use is not. sqlx's default

@@ -11,6 +11,7 @@ pub mod subscription;
 pub mod ticket_document;
 pub mod ticket_projection;
 pub mod ticket_reads;
+pub mod warm_connections;
 
 pub use catalog_projection::CatalogProjection;
 pub use catalog_reads::{AssetDocument, AssetFilter, CatalogReads, ProjectDocument, ProjectFilter};

@@ -10,6 +10,7 @@ use crate::db::{Backend, Db};
 use crate::fresh_documents::FreshDocuments;
 use crate::on_read;
 use crate::subscription::LogPosition;
+use crate::warm_connections::WarmConnections;
 use uuid::Uuid;
 
 /// Whom a ticket list is restricted to by assignment.
@@ -60,6 +61,8 @@ pub struct HistoryEntry {
 pub struct TicketReads {
     db: Db,
     fresh: Option<FreshDocuments>,
+    /// Connections kept for [`TicketReads::document`], the hottest read.
+    warm: WarmConnections,
 }
 
 fn decode_state(state: Value) -> Result<Ticket, sqlx::Error> {
@@ -122,6 +125,7 @@ impl TicketReads {
         Self {
             db: db.into(),
             fresh: None,
+            warm: WarmConnections::default(),
         }
     }
 
@@ -171,9 +175,23 @@ impl TicketReads {
             "SELECT reporter, version, {} FROM ticket_views WHERE number = $1",
             self.body_text()
         );
-        let row: Option<(String, i64, String)> = on_read!(&self.db, pool => {
-            sqlx::query_as(&sql).bind(number).fetch_optional(pool).await?
-        });
+        let row: Option<(String, i64, String)> = match &self.db {
+            Db::Postgres(pool) => {
+                let mut warm = self.warm.acquire(pool).await?;
+                let row = sqlx::query_as(&sql)
+                    .bind(number)
+                    .fetch_optional(warm.conn())
+                    .await?;
+                warm.keep();
+                row
+            }
+            Db::Sqlite(sqlite) => {
+                sqlx::query_as(&sql)
+                    .bind(number)
+                    .fetch_optional(&sqlite.read)
+                    .await?
+            }
+        };
         row.map(|(reporter, version, body)| {
             Ok(TicketRow {
                 reporter,

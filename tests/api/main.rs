@@ -27,6 +27,7 @@ mod sla;
 mod sqlite_backend;
 mod tickets;
 mod time_travel;
+mod warm_connections;
 mod webhook_delivery;
 mod webhook_queues;
 mod webhooks;
